@@ -1,0 +1,60 @@
+# juki-gateway: build, test, run.  `make run` and `make test` install what
+# a fresh Debian 12 machine is missing first.
+
+SHELL       := /bin/bash
+BUILD       := $(CURDIR)/build
+NGINX_SRC   := /usr/share/nginx/src
+MODULE      := $(BUILD)/ngx_http_juki_module.so
+JUKICTL     := $(BUILD)/jukictl
+SRCS        := config $(wildcard src/*.c src/*.h)
+MODULE_CFLAGS := -O2 -g -Wall -Wextra -Werror -fstack-protector-strong \
+                 -D_FORTIFY_SOURCE=2
+
+.PHONY: all deps module jukictl test test-valgrind test-hup run stop \
+        bench clean
+
+all: module jukictl
+
+deps:
+	@scripts/deps.sh build
+
+module: deps $(MODULE)
+
+$(BUILD)/nginx/objs/Makefile: config Makefile
+	@rm -rf $(BUILD)/nginx && mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && source ./conf_flags \
+	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	       --with-cc-opt="$(MODULE_CFLAGS)" \
+	       --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/nginx/objs/Makefile $(SRCS)
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
+	cp $(BUILD)/nginx/objs/ngx_http_juki_module.so $@
+
+jukictl: deps
+	$(MAKE) -C jukictl OUT=$(BUILD)
+
+test: all
+	@scripts/deps.sh test
+	scripts/test.sh
+
+test-valgrind: all
+	@scripts/deps.sh test
+	TEST_NGINX_USE_VALGRIND=1 scripts/test.sh
+
+test-hup: all
+	@scripts/deps.sh test
+	TEST_NGINX_USE_HUP=1 scripts/test.sh
+
+run: all
+	@scripts/deps.sh run
+	JUKI_MODULE=$(MODULE) JUKICTL=$(JUKICTL) scripts/run.sh
+
+stop:
+	scripts/stop.sh
+
+clean:
+	rm -rf $(BUILD) t/servroot
+	$(MAKE) -C jukictl clean

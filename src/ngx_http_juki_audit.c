@@ -1,0 +1,649 @@
+
+/*
+ * juki-gateway: audit records, chained per writer (docs/audit.md), and the
+ * one Redis command per request that decides and records.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_juki_module.h"
+#include "ngx_http_juki_crypto.h"
+
+
+/* values of an audit record in docs/audit.md order, "mac" last */
+enum {
+    NGX_HTTP_JUKI_F_ID = 0,
+    NGX_HTTP_JUKI_F_TS,
+    NGX_HTTP_JUKI_F_NODE,
+    NGX_HTTP_JUKI_F_WRITER,
+    NGX_HTTP_JUKI_F_SEQ,
+    NGX_HTTP_JUKI_F_KID,
+    NGX_HTTP_JUKI_F_AGENCY,
+    NGX_HTTP_JUKI_F_KIND,
+    NGX_HTTP_JUKI_F_CERT,
+    NGX_HTTP_JUKI_F_OPERATOR,
+    NGX_HTTP_JUKI_F_PURPOSE,
+    NGX_HTTP_JUKI_F_SUBJECT,
+    NGX_HTTP_JUKI_F_METHOD,
+    NGX_HTTP_JUKI_F_URI,
+    NGX_HTTP_JUKI_F_PREV,
+    NGX_HTTP_JUKI_F_MAC,
+    NGX_HTTP_JUKI_NFIELDS
+};
+
+/* values of a completion record, "mac" last */
+enum {
+    NGX_HTTP_JUKI_C_ID = 0,
+    NGX_HTTP_JUKI_C_PHASE,
+    NGX_HTTP_JUKI_C_TS,
+    NGX_HTTP_JUKI_C_NODE,
+    NGX_HTTP_JUKI_C_WRITER,
+    NGX_HTTP_JUKI_C_SEQ,
+    NGX_HTTP_JUKI_C_KID,
+    NGX_HTTP_JUKI_C_STATUS,
+    NGX_HTTP_JUKI_C_BYTES,
+    NGX_HTTP_JUKI_C_UPSTREAM_MS,
+    NGX_HTTP_JUKI_C_PREV,
+    NGX_HTTP_JUKI_C_MAC,
+    NGX_HTTP_JUKI_NCFIELDS
+};
+
+
+typedef struct {
+    u_char                       seq[NGX_INT64_LEN];
+    u_char                       ts[NGX_INT64_LEN];
+    u_char                       mac[NGX_HTTP_JUKI_HEX_SHA256];
+} ngx_http_juki_chain_buf_t;
+
+
+static ngx_int_t ngx_http_juki_chain(ngx_pool_t *pool,
+    ngx_http_juki_redis_conn_t *rc, ngx_http_juki_main_conf_t *jmcf,
+    char *tag, ngx_str_t *v, ngx_uint_t n, ngx_http_juki_chain_buf_t *buf);
+static void ngx_http_juki_commit(ngx_http_juki_redis_conn_t *rc,
+    ngx_http_juki_chain_buf_t *buf);
+static ngx_int_t ngx_http_juki_dmac(ngx_http_juki_main_conf_t *jmcf,
+    u_char *mac, ngx_str_t *decision, u_char *dmac);
+static ngx_int_t ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd,
+    redisReply *reply);
+static ngx_int_t ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd,
+    redisReply *reply);
+
+
+static ngx_str_t  ngx_http_juki_stop_key = ngx_string("juki:stop");
+static ngx_str_t  ngx_http_juki_nobody_stream = ngx_string("juki:{_}:audit");
+static ngx_str_t  ngx_http_juki_zero = ngx_string("0");
+static ngx_str_t  ngx_http_juki_evalsha = ngx_string("EVALSHA");
+static ngx_str_t  ngx_http_juki_xadd = ngx_string("XADD");
+static ngx_str_t  ngx_http_juki_auto_id = ngx_string("*");
+
+static ngx_str_t  ngx_http_juki_completion_names[] = {
+    ngx_string("id"), ngx_string("phase"), ngx_string("ts"),
+    ngx_string("node"), ngx_string("writer"), ngx_string("seq"),
+    ngx_string("kid"), ngx_string("status"), ngx_string("bytes"),
+    ngx_string("upstream_ms"), ngx_string("prev"), ngx_string("mac")
+};
+
+
+/*
+ * NGX_OK: the command is on its way and ctx->cmd waits for the reply;
+ * NGX_DECLINED: no Redis to send it to; NGX_ERROR: no memory.
+ */
+
+ngx_int_t
+ngx_http_juki_audit_request(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx)
+{
+    int                          argc;
+    u_char                       dmac[3][NGX_HTTP_JUKI_HEX_SHA256];
+    size_t                       argl[3 + 6 + 24];
+    ngx_str_t                    v[NGX_HTTP_JUKI_NFIELDS], keys[6];
+    ngx_str_t                   *decision, *stream;
+    ngx_uint_t                   i, nkeys, ndmacs;
+    const char                  *argv[3 + 6 + 24];
+    ngx_http_juki_cmd_t         *cmd;
+    ngx_http_juki_agency_t      *agency;
+    ngx_http_juki_chain_buf_t    buf;
+    ngx_http_juki_redis_conn_t  *rc;
+
+    static ngx_str_t  decisions[] = {
+        ngx_string("allow"),
+        ngx_string("deny:stopped"),
+        ngx_string("deny:rate_limited")
+    };
+
+    rc = ngx_http_juki_redis_pick(r->connection->log);
+    if (rc == NULL) {
+        return NGX_DECLINED;
+    }
+
+    agency = ctx->agency;
+
+    ngx_str_null(&v[NGX_HTTP_JUKI_F_AGENCY]);
+    ngx_str_null(&v[NGX_HTTP_JUKI_F_KIND]);
+
+    if (agency) {
+        v[NGX_HTTP_JUKI_F_AGENCY] = agency->name;
+        v[NGX_HTTP_JUKI_F_KIND] = agency->kind_name;
+    }
+
+    v[NGX_HTTP_JUKI_F_CERT] = ctx->cert;
+    v[NGX_HTTP_JUKI_F_OPERATOR] = ctx->operator;
+    v[NGX_HTTP_JUKI_F_PURPOSE] = ctx->purpose_code;
+    v[NGX_HTTP_JUKI_F_SUBJECT] = ctx->subject;
+    v[NGX_HTTP_JUKI_F_METHOD] = r->method_name;
+    v[NGX_HTTP_JUKI_F_URI] = ctx->uri;
+
+    if (ngx_http_juki_chain(r->pool, rc, jmcf, "A1", v, NGX_HTTP_JUKI_NFIELDS,
+                            &buf)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* one dmac per decision the script may take, see docs/audit.md */
+
+    if (ctx->reason != NGX_HTTP_JUKI_ALLOW) {
+        decision = &ngx_http_juki_reasons[ctx->reason].decision;
+        decisions[0] = *decision;
+        ndmacs = 1;
+
+    } else {
+        decision = NULL;
+        ngx_str_set(&decisions[0], "allow");
+        ndmacs = 3;
+    }
+
+    for (i = 0; i < 3; i++) {
+        if (ngx_http_juki_dmac(jmcf, buf.mac, &decisions[i < ndmacs ? i : 0],
+                               dmac[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    stream = agency ? &agency->audit_key : &ngx_http_juki_nobody_stream;
+
+    if (decision) {
+        nkeys = 1;
+        keys[0] = *stream;
+
+    } else {
+        nkeys = 6;
+        keys[0] = ngx_http_juki_stop_key;
+        keys[1] = agency->stop_key;
+        keys[2] = ctx->operator_stop_key;
+        keys[3] = agency->rate_key;
+        keys[4] = ctx->purpose_rate_key;
+        keys[5] = *stream;
+    }
+
+    argc = 0;
+
+    argv[argc] = (char *) ngx_http_juki_evalsha.data;
+    argl[argc++] = ngx_http_juki_evalsha.len;
+    argv[argc] = (char *) ngx_http_juki_script_sha;
+    argl[argc++] = 40;
+    argv[argc] = nkeys == 1 ? "1" : "6";
+    argl[argc++] = 1;
+
+    for (i = 0; i < nkeys; i++) {
+        argv[argc] = (char *) keys[i].data;
+        argl[argc++] = keys[i].len;
+    }
+
+    argv[argc] = decision ? (char *) decision->data : "";
+    argl[argc++] = decision ? decision->len : 0;
+
+    for (i = 0; i < 3; i++) {
+        argv[argc] = (char *) dmac[i];
+        argl[argc++] = NGX_HTTP_JUKI_HEX_SHA256;
+    }
+
+    if (decision == NULL && agency->rate.rate) {
+        argv[argc] = (char *) agency->rate.interval.data;
+        argl[argc++] = agency->rate.interval.len;
+        argv[argc] = (char *) agency->rate.tolerance.data;
+        argl[argc++] = agency->rate.tolerance.len;
+
+    } else {
+        argv[argc] = (char *) ngx_http_juki_zero.data;
+        argl[argc++] = 1;
+        argv[argc] = (char *) ngx_http_juki_zero.data;
+        argl[argc++] = 1;
+    }
+
+    if (decision == NULL && ctx->purpose->rate.rate) {
+        argv[argc] = (char *) ctx->purpose->rate.interval.data;
+        argl[argc++] = ctx->purpose->rate.interval.len;
+        argv[argc] = (char *) ctx->purpose->rate.tolerance.data;
+        argl[argc++] = ctx->purpose->rate.tolerance.len;
+
+    } else {
+        argv[argc] = (char *) ngx_http_juki_zero.data;
+        argl[argc++] = 1;
+        argv[argc] = (char *) ngx_http_juki_zero.data;
+        argl[argc++] = 1;
+    }
+
+    for (i = 0; i < NGX_HTTP_JUKI_NFIELDS; i++) {
+        argv[argc] = (char *) v[i].data;
+        argl[argc++] = v[i].len;
+    }
+
+    cmd = ngx_http_juki_cmd_alloc();
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->handler = ngx_http_juki_request_reply;
+    cmd->data = ctx;
+
+    if (ngx_http_juki_redis_send(rc, argc, argv, argl, cmd) != NGX_OK) {
+        ngx_http_juki_cmd_free(cmd);
+        return NGX_DECLINED;
+    }
+
+    ngx_http_juki_commit(rc, &buf);
+
+    ctx->cmd = cmd;
+    ctx->audit_id_len = ngx_cpymem(ctx->audit_id,
+                                   v[NGX_HTTP_JUKI_F_ID].data,
+                                   v[NGX_HTTP_JUKI_F_ID].len)
+                        - ctx->audit_id;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Fills the chain values of a record (id, ts, node, writer, seq, kid,
+ * prev) around the caller's, and computes its mac over all but the last
+ * value; the writer's state moves on only once the record is sent.
+ */
+
+static ngx_int_t
+ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
+    ngx_http_juki_main_conf_t *jmcf, char *tag, ngx_str_t *v, ngx_uint_t n,
+    ngx_http_juki_chain_buf_t *buf)
+{
+    u_char      *id, *p, *m;
+    size_t       len;
+    uint64_t     seq;
+    ngx_uint_t   i, f;
+    ngx_time_t  *tp;
+
+    /* the completion layout has the same values, "phase" after "id" */
+    f = (n == NGX_HTTP_JUKI_NCFIELDS) ? 1 : 0;
+
+    seq = rc->seq + 1;
+    tp = ngx_timeofday();
+
+    v[NGX_HTTP_JUKI_F_SEQ + f].data = buf->seq;
+    v[NGX_HTTP_JUKI_F_SEQ + f].len = ngx_sprintf(buf->seq, "%uL", seq)
+                                     - buf->seq;
+
+    v[NGX_HTTP_JUKI_F_TS + f].data = buf->ts;
+    v[NGX_HTTP_JUKI_F_TS + f].len = ngx_sprintf(buf->ts, "%T%03M", tp->sec,
+                                                tp->msec)
+                                    - buf->ts;
+
+    v[NGX_HTTP_JUKI_F_NODE + f] = jmcf->node;
+
+    v[NGX_HTTP_JUKI_F_WRITER + f].data = rc->writer;
+    v[NGX_HTTP_JUKI_F_WRITER + f].len = NGX_HTTP_JUKI_WRITER_LEN;
+
+    v[NGX_HTTP_JUKI_F_KID + f].data = jmcf->kid;
+    v[NGX_HTTP_JUKI_F_KID + f].len = NGX_HTTP_JUKI_KID_LEN;
+
+    v[n - 2].data = rc->last_mac;
+    v[n - 2].len = rc->has_prev ? NGX_HTTP_JUKI_HEX_SHA256 : 0;
+
+    if (f == 0) {
+        id = ngx_pnalloc(pool, NGX_HTTP_JUKI_AUDIT_ID_MAX);
+        if (id == NULL) {
+            return NGX_ERROR;
+        }
+
+        v[NGX_HTTP_JUKI_F_ID].data = id;
+        v[NGX_HTTP_JUKI_F_ID].len = ngx_sprintf(id, "%*s-%uL",
+                                                NGX_HTTP_JUKI_WRITER_LEN,
+                                                rc->writer, seq)
+                                    - id;
+    }
+
+    len = 2;
+
+    for (i = 0; i < n - 1; i++) {
+        len += NGX_SIZE_T_LEN + 2 + v[i].len;
+    }
+
+    m = ngx_pnalloc(pool, len);
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(m, tag, 2);
+
+    for (i = 0; i < n - 1; i++) {
+        p = ngx_sprintf(p, "%uz:", v[i].len);
+        p = ngx_cpymem(p, v[i].data, v[i].len);
+        *p++ = ',';
+    }
+
+    if (ngx_http_juki_hmac_hex(jmcf->mac_key, m, p - m, buf->mac) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v[n - 1].data = buf->mac;
+    v[n - 1].len = NGX_HTTP_JUKI_HEX_SHA256;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_juki_commit(ngx_http_juki_redis_conn_t *rc,
+    ngx_http_juki_chain_buf_t *buf)
+{
+    rc->seq++;
+    ngx_memcpy(rc->last_mac, buf->mac, NGX_HTTP_JUKI_HEX_SHA256);
+    rc->has_prev = 1;
+}
+
+
+static ngx_int_t
+ngx_http_juki_dmac(ngx_http_juki_main_conf_t *jmcf, u_char *mac,
+    ngx_str_t *decision, u_char *dmac)
+{
+    u_char  *p, m[2 + 2 * (NGX_SIZE_T_LEN + 2) + NGX_HTTP_JUKI_HEX_SHA256
+                  + 64];
+
+    if (decision->len > 64) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(m, "D1%uz:%*s,%uz:%V,", (size_t) NGX_HTTP_JUKI_HEX_SHA256,
+                    (size_t) NGX_HTTP_JUKI_HEX_SHA256, mac, decision->len,
+                    decision);
+
+    return ngx_http_juki_hmac_hex(jmcf->mac_key, m, p - m, dmac);
+}
+
+
+static ngx_int_t
+ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
+{
+    ngx_http_juki_ctx_t *ctx = cmd->data;
+
+    ngx_int_t            rv;
+    ngx_uint_t           decided;
+    redisReply         **e;
+    ngx_http_request_t  *r;
+
+    rv = NGX_OK;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                                "redis refused an audit record: %*s",
+                                (size_t) ngx_min(reply->len, 200),
+                                reply->str);
+
+        /* the record was not written: this writer's chain has a gap */
+        rv = NGX_ERROR;
+    }
+
+    if (ctx == NULL) {
+        /* the request has gone */
+        return rv;
+    }
+
+    r = ctx->request;
+    ctx->cmd = NULL;
+    ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
+
+    if (reply == NULL || rv != NGX_OK) {
+        goto done;
+    }
+
+    decided = (ctx->reason != NGX_HTTP_JUKI_ALLOW);
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+    {
+        goto unexpected;
+    }
+
+    e = reply->element;
+
+    switch (e[0]->integer) {
+
+    case 0:
+        if (decided) {
+            goto unexpected;
+        }
+
+        ctx->outcome = NGX_HTTP_JUKI_ALLOW;
+        break;
+
+    case 1:
+        if (decided) {
+            goto unexpected;
+        }
+
+        ctx->outcome = NGX_HTTP_JUKI_STOPPED;
+        break;
+
+    case 2:
+        if (decided || reply->elements != 3
+            || e[1]->type != REDIS_REPLY_INTEGER || e[1]->integer <= 0
+            || e[2]->type != REDIS_REPLY_INTEGER
+            || (e[2]->integer != 1 && e[2]->integer != 2))
+        {
+            goto unexpected;
+        }
+
+        ctx->outcome = NGX_HTTP_JUKI_RATE_LIMITED;
+        ctx->retry_us = (uint64_t) e[1]->integer;
+        ctx->limit = (ngx_uint_t) e[2]->integer;
+        break;
+
+    case 3:
+        if (!decided) {
+            goto unexpected;
+        }
+
+        ctx->outcome = ctx->reason;
+        break;
+
+    default:
+        goto unexpected;
+    }
+
+    goto done;
+
+unexpected:
+
+    ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                            "unexpected reply from the redis script");
+
+    /* whether a record was written is unknown: start a new writer */
+    rv = NGX_ERROR;
+
+done:
+
+    ngx_http_juki_resume(ctx, r);
+
+    return rv;
+}
+
+
+void
+ngx_http_juki_audit_completion(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx)
+{
+    u_char                       status[NGX_INT_T_LEN], bytes[NGX_OFF_T_LEN];
+    u_char                       ms[NGX_INT_T_LEN];
+    size_t                       argl[3 + 2 * NGX_HTTP_JUKI_NCFIELDS];
+    ngx_str_t                    v[NGX_HTTP_JUKI_NCFIELDS];
+    ngx_uint_t                   i, code;
+    ngx_msec_t                   upstream;
+    const char                  *argv[3 + 2 * NGX_HTTP_JUKI_NCFIELDS];
+    ngx_http_juki_cmd_t         *cmd;
+    ngx_http_juki_chain_buf_t    buf;
+    ngx_http_juki_redis_conn_t  *rc;
+    ngx_http_upstream_state_t   *state;
+
+    rc = ngx_http_juki_redis_pick(r->connection->log);
+    if (rc == NULL) {
+        goto failed;
+    }
+
+    v[NGX_HTTP_JUKI_C_ID].data = ctx->audit_id;
+    v[NGX_HTTP_JUKI_C_ID].len = ctx->audit_id_len;
+    ngx_str_set(&v[NGX_HTTP_JUKI_C_PHASE], "done");
+
+    code = r->err_status ? r->err_status : r->headers_out.status;
+
+    v[NGX_HTTP_JUKI_C_STATUS].data = status;
+    v[NGX_HTTP_JUKI_C_STATUS].len = ngx_sprintf(status, "%ui", code)
+                                    - status;
+
+    v[NGX_HTTP_JUKI_C_BYTES].data = bytes;
+    v[NGX_HTTP_JUKI_C_BYTES].len = ngx_sprintf(bytes, "%O",
+                                               r->connection->sent)
+                                   - bytes;
+
+    ngx_str_null(&v[NGX_HTTP_JUKI_C_UPSTREAM_MS]);
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        state = r->upstream_states->elts;
+        upstream = 0;
+
+        for (i = 0; i < r->upstream_states->nelts; i++) {
+            if (state[i].status && state[i].response_time != (ngx_msec_t) -1)
+            {
+                upstream += state[i].response_time;
+            }
+        }
+
+        v[NGX_HTTP_JUKI_C_UPSTREAM_MS].data = ms;
+        v[NGX_HTTP_JUKI_C_UPSTREAM_MS].len = ngx_sprintf(ms, "%M", upstream)
+                                             - ms;
+    }
+
+    if (ngx_http_juki_chain(r->pool, rc, jmcf, "C1", v,
+                            NGX_HTTP_JUKI_NCFIELDS, &buf)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    argv[0] = (char *) ngx_http_juki_xadd.data;
+    argl[0] = ngx_http_juki_xadd.len;
+    argv[1] = (char *) ctx->agency->audit_key.data;
+    argl[1] = ctx->agency->audit_key.len;
+    argv[2] = (char *) ngx_http_juki_auto_id.data;
+    argl[2] = ngx_http_juki_auto_id.len;
+
+    for (i = 0; i < NGX_HTTP_JUKI_NCFIELDS; i++) {
+        argv[3 + 2 * i] = (char *) ngx_http_juki_completion_names[i].data;
+        argl[3 + 2 * i] = ngx_http_juki_completion_names[i].len;
+        argv[4 + 2 * i] = (char *) v[i].data;
+        argl[4 + 2 * i] = v[i].len;
+    }
+
+    cmd = ngx_http_juki_cmd_alloc();
+    if (cmd == NULL) {
+        goto failed;
+    }
+
+    cmd->handler = ngx_http_juki_completion_reply;
+
+    if (ngx_http_juki_redis_send(rc, 3 + 2 * NGX_HTTP_JUKI_NCFIELDS, argv,
+                                 argl, cmd)
+        != NGX_OK)
+    {
+        ngx_http_juki_cmd_free(cmd);
+        goto failed;
+    }
+
+    ngx_http_juki_commit(rc, &buf);
+
+    return;
+
+failed:
+
+    ngx_http_juki_redis_log(r->connection->log, NGX_HTTP_JUKI_LOG_COMPLETION,
+                            "completion record of %*s not written",
+                            ctx->audit_id_len, ctx->audit_id);
+}
+
+
+static ngx_int_t
+ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        return NGX_OK;
+    }
+
+    ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_COMPLETION,
+                            "a completion record was not written: %*s",
+                            reply && reply->type == REDIS_REPLY_ERROR
+                            ? (size_t) ngx_min(reply->len, 200) : 9,
+                            reply && reply->type == REDIS_REPLY_ERROR
+                            ? reply->str : "no reply");
+
+    return reply ? NGX_ERROR : NGX_OK;
+}
+
+
+/* the record keeps the path printable: "%" and bytes outside "!".."~" */
+
+ngx_int_t
+ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri, ngx_str_t *dst)
+{
+    u_char      *p, *s, *last;
+    ngx_uint_t   n;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    last = uri->data + uri->len;
+    n = 0;
+
+    for (s = uri->data; s < last; s++) {
+        if (*s <= 0x20 || *s >= 0x7f || *s == '%') {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        *dst = *uri;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(pool, uri->len + 2 * n);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = dst->data;
+
+    for (s = uri->data; s < last; s++) {
+        if (*s <= 0x20 || *s >= 0x7f || *s == '%') {
+            *p++ = '%';
+            *p++ = hex[*s >> 4];
+            *p++ = hex[*s & 0xf];
+            continue;
+        }
+
+        *p++ = *s;
+    }
+
+    dst->len = p - dst->data;
+
+    return NGX_OK;
+}

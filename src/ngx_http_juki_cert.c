@@ -1,0 +1,143 @@
+
+/*
+ * juki-gateway: the client certificate NGINX verified, and the agency it
+ * belongs to.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_juki_module.h"
+
+
+static ngx_int_t ngx_http_juki_cert_subject(ngx_http_request_t *r,
+    X509 *cert, ngx_str_t *subject);
+
+
+/*
+ * NGX_DECLINED: no certificate, or one that did not verify (possible with
+ * "ssl_verify_client optional_no_ca", or a plain connection);
+ * NGX_OK: *fingerprint is set and *agency is the agency or NULL.
+ */
+
+ngx_int_t
+ngx_http_juki_cert_agency(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
+    ngx_http_juki_agency_t **agency)
+{
+    u_char            raw[EVP_MAX_MD_SIZE];
+    X509             *cert;
+    ngx_int_t         rc;
+    ngx_str_t         subject;
+    unsigned int      n;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (c->ssl == NULL || c->ssl->connection == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (SSL_get_verify_result(c->ssl->connection) != X509_V_OK) {
+        return NGX_DECLINED;
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_ERROR;
+
+    if (X509_digest(cert, EVP_sha256(), raw, &n) != 1 || n != 32) {
+        ngx_ssl_error(NGX_LOG_ALERT, c->log, 0, "X509_digest() failed");
+        goto done;
+    }
+
+    fingerprint->data = ngx_pnalloc(r->pool, NGX_HTTP_JUKI_HEX_SHA256);
+    if (fingerprint->data == NULL) {
+        goto done;
+    }
+
+    ngx_hex_dump(fingerprint->data, raw, 32);
+    fingerprint->len = NGX_HTTP_JUKI_HEX_SHA256;
+
+    ngx_str_null(&subject);
+
+    *agency = ngx_http_juki_find_agency(jmcf, fingerprint, &subject);
+
+    if (*agency == NULL && jmcf->subject_hash.size) {
+        if (ngx_http_juki_cert_subject(r, cert, &subject) != NGX_OK) {
+            goto done;
+        }
+
+        *agency = ngx_http_juki_find_agency(jmcf, fingerprint, &subject);
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    X509_free(cert);
+
+    return rc;
+}
+
+
+/* the RFC 2253 form, as NGINX's $ssl_client_s_dn shows it */
+
+static ngx_int_t
+ngx_http_juki_cert_subject(ngx_http_request_t *r, X509 *cert,
+    ngx_str_t *subject)
+{
+    BIO        *bio;
+    char       *p;
+    long        len;
+    ngx_int_t   rc;
+    X509_NAME  *name;
+
+    name = X509_get_subject_name(cert);
+    if (name == NULL) {
+        return NGX_OK;
+    }
+
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) {
+        ngx_ssl_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "BIO_new() failed");
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) < 0) {
+        ngx_ssl_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "X509_NAME_print_ex() failed");
+        goto done;
+    }
+
+    len = BIO_get_mem_data(bio, &p);
+
+    if (len <= 0) {
+        rc = NGX_OK;
+        goto done;
+    }
+
+    subject->data = ngx_pnalloc(r->pool, len);
+    if (subject->data == NULL) {
+        goto done;
+    }
+
+    ngx_memcpy(subject->data, p, len);
+    subject->len = len;
+
+    rc = NGX_OK;
+
+done:
+
+    BIO_free(bio);
+
+    return rc;
+}

@@ -1,0 +1,728 @@
+
+/*
+ * juki-gateway: the request path.  The access-phase handler decides what
+ * it can alone, sends the one Redis command that decides the rest and
+ * records the request, suspends the request, and lets it go on only once
+ * Redis has acknowledged the record.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_juki_module.h"
+#include "ngx_http_juki_crypto.h"
+
+
+static ngx_http_juki_ctx_t *ngx_http_juki_get_ctx(ngx_http_request_t *r);
+static ngx_int_t ngx_http_juki_decide(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_loc_conf_t *jlcf,
+    ngx_http_juki_ctx_t *ctx);
+static ngx_int_t ngx_http_juki_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_juki_finish(ngx_http_request_t *r,
+    ngx_http_juki_ctx_t *ctx);
+static ngx_int_t ngx_http_juki_send_denial(ngx_http_request_t *r,
+    ngx_http_juki_ctx_t *ctx);
+static ngx_int_t ngx_http_juki_add_response_header(ngx_http_request_t *r,
+    char *name, u_char *value, size_t len);
+static ngx_int_t ngx_http_juki_set_headers(ngx_http_request_t *r,
+    ngx_http_juki_ctx_t *ctx);
+static void ngx_http_juki_redact_request_line(ngx_http_request_t *r);
+static ngx_int_t ngx_http_juki_key(ngx_pool_t *pool, ngx_str_t *dst,
+    ngx_str_t *prefix, char *sep, ngx_str_t *name);
+static void ngx_http_juki_wake(ngx_http_request_t *r);
+static void ngx_http_juki_cleanup(void *data);
+
+
+ngx_http_juki_reason_t  ngx_http_juki_reasons[] = {
+    { ngx_string("allow"), ngx_string("allow"), NGX_HTTP_OK },
+    { ngx_string("unverified_certificate"),
+      ngx_string("deny:unverified_certificate"), NGX_HTTP_FORBIDDEN },
+    { ngx_string("unknown_agency"),
+      ngx_string("deny:unknown_agency"), NGX_HTTP_FORBIDDEN },
+    { ngx_string("bad_purpose"),
+      ngx_string("deny:bad_purpose"), NGX_HTTP_BAD_REQUEST },
+    { ngx_string("bad_operator"),
+      ngx_string("deny:bad_operator"), NGX_HTTP_BAD_REQUEST },
+    { ngx_string("purpose_not_permitted"),
+      ngx_string("deny:purpose_not_permitted"), NGX_HTTP_FORBIDDEN },
+    { ngx_string("resident_code_forbidden"),
+      ngx_string("deny:resident_code_forbidden"), NGX_HTTP_FORBIDDEN },
+    { ngx_string("stopped"),
+      ngx_string("deny:stopped"), NGX_HTTP_SERVICE_UNAVAILABLE },
+    { ngx_string("rate_limited"),
+      ngx_string("deny:rate_limited"), NGX_HTTP_TOO_MANY_REQUESTS },
+    { ngx_string("audit_unavailable"),
+      ngx_string("deny:audit_unavailable"), NGX_HTTP_SERVICE_UNAVAILABLE }
+};
+
+
+static ngx_str_t  ngx_http_juki_purpose_header = ngx_string("Juki-Purpose");
+static ngx_str_t  ngx_http_juki_operator_header = ngx_string("Juki-Operator");
+
+
+ngx_int_t
+ngx_http_juki_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_juki_ctx_t        *ctx;
+    ngx_http_juki_loc_conf_t   *jlcf;
+    ngx_http_juki_main_conf_t  *jmcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_juki_get_ctx(r);
+
+    if (ctx) {
+        if (!ctx->done) {
+            return NGX_AGAIN;
+        }
+
+        /* once decided, a request keeps its decision across redirects */
+
+        if (ctx->forwarded) {
+            return NGX_DECLINED;
+        }
+
+        return ngx_http_juki_finish(r, ctx);
+    }
+
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_juki_module);
+
+    if (!jlcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_juki_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_juki_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_juki_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ngx_http_set_ctx(r, ctx, ngx_http_juki_module);
+
+    ngx_http_juki_redact_request_line(r);
+
+    if (ngx_http_juki_decide(r, jmcf, jlcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_juki_audit_request(r, jmcf, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_juki_redis_log(r->connection->log,
+                                NGX_HTTP_JUKI_LOG_UNAVAILABLE,
+                                "no redis connection for the audit record, "
+                                "request refused");
+        ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
+        ctx->done = 1;
+
+        return ngx_http_juki_finish(r, ctx);
+    }
+
+    /* wait for the acknowledgement; ngx_http_juki_wake() goes on */
+
+    ctx->waiting = 1;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* after an internal redirect the module ctx is gone, the cleanup is not */
+
+static ngx_http_juki_ctx_t *
+ngx_http_juki_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_juki_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_juki_module);
+
+    if (ctx || !r->internal) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_juki_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_juki_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The checks that need no Redis, in the order of the spec's table; the
+ * first that fails is the decision, NGX_HTTP_JUKI_ALLOW leaves it to Redis.
+ */
+
+static ngx_int_t
+ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
+    ngx_http_juki_loc_conf_t *jlcf, ngx_http_juki_ctx_t *ctx)
+{
+    u_char                   *p, *hex, *dst, *src;
+    ngx_int_t                 rc;
+    ngx_str_t                 code;
+    ngx_http_juki_agency_t   *agency;
+    ngx_http_juki_purpose_t  *purpose;
+
+    if (ngx_http_juki_record_uri(r->pool, &r->uri, &ctx->uri) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    agency = NULL;
+
+    rc = ngx_http_juki_cert_agency(r, jmcf, &ctx->cert, &agency);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ctx->reason = NGX_HTTP_JUKI_UNVERIFIED_CERTIFICATE;
+        return NGX_OK;
+    }
+
+    if (agency == NULL) {
+        ctx->reason = NGX_HTTP_JUKI_UNKNOWN_AGENCY;
+        return NGX_OK;
+    }
+
+    ctx->agency = agency;
+
+    /* the resident's pseudonym is recorded whatever the decision */
+
+    if (jlcf->subject) {
+        if (ngx_http_complex_value(r, jlcf->subject, &code) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (code.len) {
+            /* "%31" and "1" are one resident: decode before hashing */
+
+            p = ngx_pnalloc(r->pool, code.len);
+            hex = ngx_pnalloc(r->pool, NGX_HTTP_JUKI_HEX_SHA256);
+            if (p == NULL || hex == NULL) {
+                return NGX_ERROR;
+            }
+
+            dst = p;
+            src = code.data;
+            ngx_unescape_uri(&dst, &src, code.len, 0);
+
+            code.data = p;
+            code.len = dst - p;
+
+            if (ngx_http_juki_hmac_hex(jmcf->subject_key, code.data,
+                                       code.len, hex)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            ctx->subject.data = hex;
+            ctx->subject.len = NGX_HTTP_JUKI_HEX_SHA256;
+        }
+    }
+
+    rc = ngx_http_juki_header(r, &ngx_http_juki_purpose_header,
+                              &ctx->purpose_code);
+
+    if (rc != NGX_OK || ngx_http_juki_valid_name(&ctx->purpose_code, 0)
+                        != NGX_OK)
+    {
+        ngx_str_null(&ctx->purpose_code);
+        ctx->reason = NGX_HTTP_JUKI_BAD_PURPOSE;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_juki_header(r, &ngx_http_juki_operator_header,
+                              &ctx->operator);
+
+    if (rc != NGX_OK || ngx_http_juki_valid_name(&ctx->operator, 0)
+                        != NGX_OK)
+    {
+        ngx_str_null(&ctx->operator);
+        ctx->reason = NGX_HTTP_JUKI_BAD_OPERATOR;
+        return NGX_OK;
+    }
+
+    purpose = ngx_http_juki_find_purpose(jmcf, &ctx->purpose_code);
+
+    if (purpose == NULL || !ngx_http_juki_granted(agency, purpose)
+        || !ngx_http_juki_in_scope(purpose, &r->method_name, &r->uri))
+    {
+        ctx->reason = NGX_HTTP_JUKI_PURPOSE_NOT_PERMITTED;
+        return NGX_OK;
+    }
+
+    ctx->purpose = purpose;
+
+    if (ctx->subject.len
+        && (agency->kind == NGX_HTTP_JUKI_KIND_PRIVATE
+            || !purpose->resident_code))
+    {
+        ctx->reason = NGX_HTTP_JUKI_RESIDENT_CODE_FORBIDDEN;
+        return NGX_OK;
+    }
+
+    if (ngx_http_juki_key(r->pool, &ctx->operator_stop_key, &agency->stop_key,
+                          ":op:", &ctx->operator)
+        != NGX_OK
+        || ngx_http_juki_key(r->pool, &ctx->purpose_rate_key,
+                             &agency->rate_key, ":", &purpose->code)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->reason = NGX_HTTP_JUKI_ALLOW;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: sent exactly once; NGX_DECLINED: missing or repeated */
+
+static ngx_int_t
+ngx_http_juki_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    n = 0;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            *value = h[i].value;
+            n++;
+        }
+    }
+
+    return n == 1 ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_juki_finish(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
+{
+    ngx_int_t                  rc;
+    ngx_http_juki_loc_conf_t  *jlcf;
+
+    if (ctx->outcome == NGX_HTTP_JUKI_ALLOW) {
+        if (ngx_http_juki_set_headers(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->forwarded = 1;
+
+        return NGX_DECLINED;
+    }
+
+    if (ctx->outcome != NGX_HTTP_JUKI_AUDIT_UNAVAILABLE) {
+        jlcf = ngx_http_get_module_loc_conf(r, ngx_http_juki_module);
+
+        ngx_log_error(jlcf->deny_log_level, r->connection->log, 0,
+                      "juki: denied, %V, agency: \"%V\", operator: \"%V\", "
+                      "purpose: \"%V\", audit id: \"%*s\"",
+                      &ngx_http_juki_reasons[ctx->outcome].name,
+                      ctx->agency ? &ctx->agency->name : &ctx->cert,
+                      &ctx->operator, &ctx->purpose_code, ctx->audit_id_len,
+                      ctx->audit_id);
+    }
+
+    rc = ngx_http_juki_send_denial(r, ctx);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_juki_send_denial(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
+{
+    u_char                  *p, num[NGX_INT64_LEN];
+    size_t                   len;
+    uint64_t                 seconds;
+    ngx_int_t                rc;
+    ngx_buf_t               *b;
+    ngx_uint_t               limit;
+    ngx_chain_t              out;
+    ngx_http_juki_reason_t  *reason;
+
+    reason = &ngx_http_juki_reasons[ctx->outcome];
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    len = sizeof("{\"error\":\"\",\"audit_id\":\"\"}\n") - 1 + reason->name.len
+          + ctx->audit_id_len;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->audit_id_len && ctx->outcome != NGX_HTTP_JUKI_AUDIT_UNAVAILABLE) {
+        b->last = ngx_sprintf(b->last, "{\"error\":\"%V\",\"audit_id\":\"%*s\"}\n",
+                              &reason->name, ctx->audit_id_len,
+                              ctx->audit_id);
+
+    } else {
+        b->last = ngx_sprintf(b->last, "{\"error\":\"%V\"}\n", &reason->name);
+    }
+
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = reason->status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (ctx->outcome == NGX_HTTP_JUKI_RATE_LIMITED) {
+        seconds = (ctx->retry_us + 999999) / 1000000;
+        limit = (ctx->limit == 1) ? ctx->agency->rate.burst
+                                  : ctx->purpose->rate.burst;
+
+        p = ngx_sprintf(num, "%uL", seconds);
+
+        if (ngx_http_juki_add_response_header(r, "Retry-After", num,
+                                              p - num)
+            != NGX_OK
+            || ngx_http_juki_add_response_header(r, "RateLimit-Reset", num,
+                                                 p - num)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(num, "%ui", limit + 1);
+
+        if (ngx_http_juki_add_response_header(r, "RateLimit-Limit", num,
+                                              p - num)
+            != NGX_OK
+            || ngx_http_juki_add_response_header(r, "RateLimit-Remaining",
+                                                 (u_char *) "0", 1)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_juki_add_response_header(ngx_http_request_t *r, char *name,
+    u_char *value, size_t len)
+{
+    u_char           *v;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_pnalloc(r->pool, len);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(v, value, len);
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = v;
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The backend trusts the Juki-* headers: every copy the client sent is
+ * dropped and the gateway's are added.  The list is rebuilt rather than
+ * edited, since the proxy module forwards every element it holds.
+ */
+
+static ngx_int_t
+ngx_http_juki_set_headers(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
+{
+    ngx_str_t         values[5];
+    ngx_uint_t        i, n;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    static ngx_str_t  names[5] = {
+        ngx_string("Juki-Agency"),
+        ngx_string("Juki-Agency-Kind"),
+        ngx_string("Juki-Purpose"),
+        ngx_string("Juki-Operator"),
+        ngx_string("Juki-Audit-Id")
+    };
+
+    static ngx_str_t  lowcase[5] = {
+        ngx_string("juki-agency"),
+        ngx_string("juki-agency-kind"),
+        ngx_string("juki-purpose"),
+        ngx_string("juki-operator"),
+        ngx_string("juki-audit-id")
+    };
+
+    part = &r->headers_in.headers.part;
+    n = 0;
+
+    while (part) {
+        n += part->nelts;
+        part = part->next;
+    }
+
+    if (ngx_list_init(&headers, r->pool, n + 5, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len >= 5
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "juki-", 5) == 0)
+        {
+            continue;
+        }
+
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    values[0] = ctx->agency->name;
+    values[1] = ctx->agency->kind_name;
+    values[2] = ctx->purpose->code;
+    values[3] = ctx->operator;
+    values[4].data = ctx->audit_id;
+    values[4].len = ctx->audit_id_len;
+
+    for (i = 0; i < 5; i++) {
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        nh->key = names[i];
+        nh->value = values[i];
+        nh->lowcase_key = lowcase[i].data;
+        nh->hash = ngx_hash_key(lowcase[i].data, lowcase[i].len);
+    }
+
+    r->headers_in.headers = headers;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The query may carry a resident code, and NGINX puts the request line in
+ * the access log and in the context of error log lines: keep the path only.
+ */
+
+static void
+ngx_http_juki_redact_request_line(ngx_http_request_t *r)
+{
+    u_char     *p, *line, *last;
+    size_t      len;
+
+    line = r->request_line.data;
+    last = line + r->request_line.len;
+
+    if (r->args.len == 0 || r->args.data <= line
+        || r->args.data + r->args.len > last)
+    {
+        return;
+    }
+
+    len = r->request_line.len - r->args.len + 3;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return;
+    }
+
+    r->request_line.data = p;
+
+    p = ngx_cpymem(p, line, r->args.data - line);
+    p = ngx_cpymem(p, "...", 3);
+    p = ngx_cpymem(p, r->args.data + r->args.len,
+                   last - (r->args.data + r->args.len));
+
+    r->request_line.len = p - r->request_line.data;
+}
+
+
+static ngx_int_t
+ngx_http_juki_key(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *prefix,
+    char *sep, ngx_str_t *name)
+{
+    size_t  len;
+
+    len = prefix->len + ngx_strlen(sep) + name->len;
+
+    dst->data = ngx_pnalloc(pool, len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->len = ngx_sprintf(dst->data, "%V%s%V", prefix, sep, name)
+               - dst->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Called from the reply callback: the request goes on from a posted event,
+ * outside hiredis, which may be freeing its context right now.
+ */
+
+void
+ngx_http_juki_resume(ngx_http_juki_ctx_t *ctx, ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    ctx->done = 1;
+
+    if (!ctx->waiting) {
+        return;
+    }
+
+    ctx->waiting = 0;
+
+    c = r->connection;
+    r->write_event_handler = ngx_http_juki_wake;
+
+    ngx_post_event(c->write, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_juki_wake(ngx_http_request_t *r)
+{
+    r->write_event_handler = ngx_http_core_run_phases;
+    r->main->count--;
+
+    ngx_http_core_run_phases(r);
+}
+
+
+static void
+ngx_http_juki_cleanup(void *data)
+{
+    ngx_http_juki_ctx_t  *ctx = data;
+
+    /* a reply that comes after the request must find nobody to resume */
+
+    if (ctx->cmd) {
+        ctx->cmd->data = NULL;
+        ctx->cmd = NULL;
+    }
+}
+
+
+ngx_int_t
+ngx_http_juki_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_juki_ctx_t        *ctx;
+    ngx_http_juki_main_conf_t  *jmcf;
+
+    ctx = ngx_http_juki_get_ctx(r);
+
+    if (ctx == NULL || !ctx->forwarded) {
+        return NGX_OK;
+    }
+
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_juki_module);
+
+    ngx_http_juki_audit_completion(r, jmcf, ctx);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_juki_status_handler(ngx_http_request_t *r)
+{
+    return NGX_HTTP_NOT_IMPLEMENTED;
+}

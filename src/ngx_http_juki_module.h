@@ -1,0 +1,276 @@
+
+/*
+ * juki-gateway: shared types of ngx_http_juki_module.
+ */
+
+
+#ifndef _NGX_HTTP_JUKI_MODULE_H_INCLUDED_
+#define _NGX_HTTP_JUKI_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+#define NGX_HTTP_JUKI_NAME_MAX        64
+#define NGX_HTTP_JUKI_HEX_SHA256      64
+#define NGX_HTTP_JUKI_KID_LEN         16
+#define NGX_HTTP_JUKI_WRITER_LEN      16
+#define NGX_HTTP_JUKI_AUDIT_ID_MAX    (NGX_HTTP_JUKI_WRITER_LEN + 1            \
+                                       + NGX_INT64_LEN)
+#define NGX_HTTP_JUKI_MIN_KEY         32
+#define NGX_HTTP_JUKI_MAX_KEY         4096
+
+
+/* agency kinds, in the order of the spec */
+#define NGX_HTTP_JUKI_KIND_NATIONAL      1
+#define NGX_HTTP_JUKI_KIND_PREFECTURE    2
+#define NGX_HTTP_JUKI_KIND_MUNICIPALITY  3
+#define NGX_HTTP_JUKI_KIND_DESIGNATED    4
+#define NGX_HTTP_JUKI_KIND_PRIVATE       5
+
+
+/* reasons; the order matches ngx_http_juki_reasons[] */
+typedef enum {
+    NGX_HTTP_JUKI_ALLOW = 0,
+    NGX_HTTP_JUKI_UNVERIFIED_CERTIFICATE,
+    NGX_HTTP_JUKI_UNKNOWN_AGENCY,
+    NGX_HTTP_JUKI_BAD_PURPOSE,
+    NGX_HTTP_JUKI_BAD_OPERATOR,
+    NGX_HTTP_JUKI_PURPOSE_NOT_PERMITTED,
+    NGX_HTTP_JUKI_RESIDENT_CODE_FORBIDDEN,
+    NGX_HTTP_JUKI_STOPPED,
+    NGX_HTTP_JUKI_RATE_LIMITED,
+    NGX_HTTP_JUKI_AUDIT_UNAVAILABLE,
+    NGX_HTTP_JUKI_NREASONS
+} ngx_http_juki_reason_e;
+
+
+typedef struct {
+    ngx_str_t                    name;        /* "bad_purpose" */
+    ngx_str_t                    decision;    /* "deny:bad_purpose" */
+    ngx_uint_t                   status;
+} ngx_http_juki_reason_t;
+
+
+typedef struct {
+    ngx_uint_t                   rate;        /* requests per 1000 s */
+    ngx_uint_t                   burst;
+    ngx_str_t                    interval;    /* GCRA emission interval, us */
+    ngx_str_t                    tolerance;   /* GCRA burst tolerance, us */
+} ngx_http_juki_rate_t;
+
+
+typedef struct {
+    ngx_str_t                    code;
+    ngx_str_t                    statute;
+    ngx_array_t                  methods;     /* of ngx_str_t */
+    ngx_array_t                  uris;        /* of ngx_str_t */
+    ngx_flag_t                   resident_code;
+    ngx_http_juki_rate_t         rate;
+    u_char                      *file;
+    ngx_uint_t                   line;
+} ngx_http_juki_purpose_t;
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_uint_t                   kind;
+    ngx_str_t                    kind_name;
+    ngx_array_t                  purpose_names;  /* of ngx_str_t */
+    ngx_array_t                  purposes;       /* of purpose pointers */
+    ngx_http_juki_rate_t         rate;
+
+    /* Redis keys, built once at configuration time */
+    ngx_str_t                    stop_key;       /* juki:{A}:stop */
+    ngx_str_t                    rate_key;       /* juki:{A}:rl */
+    ngx_str_t                    audit_key;      /* juki:{A}:audit */
+
+    u_char                      *file;
+    ngx_uint_t                   line;
+    u_char                      *purposes_file;
+    ngx_uint_t                   purposes_line;
+} ngx_http_juki_agency_t;
+
+
+typedef struct {
+    ngx_str_t                    address;     /* as written, for logs */
+    ngx_str_t                    host;        /* numeric, resolved once */
+    in_port_t                    port;
+    ngx_str_t                    unix_path;
+    ngx_str_t                    password;
+    ngx_str_t                    user;
+    ngx_int_t                    db;
+    ngx_msec_t                   timeout;
+    ngx_uint_t                   connections;
+} ngx_http_juki_redis_conf_t;
+
+
+typedef struct {
+    ngx_array_t                  purposes;    /* of purpose pointers */
+    ngx_array_t                  agencies;    /* of agency pointers */
+
+    ngx_hash_t                   purpose_hash;
+    ngx_hash_t                   fingerprint_hash;
+    ngx_hash_t                   subject_hash;
+    ngx_hash_keys_arrays_t      *purpose_keys;
+    ngx_hash_keys_arrays_t      *fingerprint_keys;
+    ngx_hash_keys_arrays_t      *subject_keys;
+    ngx_hash_keys_arrays_t      *agency_keys;
+    size_t                       subject_max;
+
+    ngx_http_juki_redis_conf_t  *redis;
+
+    ngx_str_t                    key_file;
+    u_char                       mac_key[32];
+    u_char                       subject_key[32];
+    u_char                       kid[NGX_HTTP_JUKI_KID_LEN];
+
+    ngx_str_t                    node;
+} ngx_http_juki_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                   enable;
+    ngx_http_complex_value_t    *subject;
+    ngx_uint_t                   deny_log_level;
+    u_char                      *file;
+    ngx_uint_t                   line;
+} ngx_http_juki_loc_conf_t;
+
+
+/* the Redis connection layer: ngx_http_juki_redis.c */
+
+typedef struct ngx_http_juki_redis_conn_s  ngx_http_juki_redis_conn_t;
+typedef struct ngx_http_juki_cmd_s         ngx_http_juki_cmd_t;
+
+/* NGX_ERROR from a handler drops the connection: its chain has a gap */
+typedef ngx_int_t (*ngx_http_juki_reply_pt)(ngx_http_juki_cmd_t *cmd,
+    redisReply *reply);
+
+struct ngx_http_juki_cmd_s {
+    ngx_queue_t                  queue;
+    ngx_msec_t                   deadline;
+    ngx_http_juki_reply_pt       handler;
+    void                        *data;       /* NULL once detached */
+};
+
+struct ngx_http_juki_redis_conn_s {
+    redisAsyncContext           *ac;         /* NULL while down */
+    redisAsyncContext           *bound;      /* the context our hooks serve */
+    ngx_connection_t            *connection;
+    ngx_event_t                  timer;      /* oldest command's deadline */
+    ngx_event_t                  reconnect;
+    ngx_queue_t                  pending;
+    ngx_uint_t                   npending;
+    ngx_msec_t                   backoff;
+    ngx_msec_t                   last_attempt;
+    ngx_uint_t                   index;
+
+    /* the audit chain of the writer this connection is */
+    u_char                       writer[NGX_HTTP_JUKI_WRITER_LEN];
+    uint64_t                     seq;
+    u_char                       last_mac[NGX_HTTP_JUKI_HEX_SHA256];
+    unsigned                     has_prev:1;
+};
+
+
+ngx_int_t ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_juki_main_conf_t *jmcf);
+void ngx_http_juki_redis_exit_worker(void);
+ngx_http_juki_redis_conn_t *ngx_http_juki_redis_pick(ngx_log_t *log);
+ngx_int_t ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc,
+    int argc, const char **argv, const size_t *argvlen,
+    ngx_http_juki_cmd_t *cmd);
+ngx_http_juki_cmd_t *ngx_http_juki_cmd_alloc(void);
+void ngx_http_juki_cmd_free(ngx_http_juki_cmd_t *cmd);
+void ngx_http_juki_redis_log(ngx_log_t *log, ngx_uint_t cause,
+    const char *fmt, ...);
+
+#define NGX_HTTP_JUKI_LOG_UNAVAILABLE   0
+#define NGX_HTTP_JUKI_LOG_TIMEOUT       1
+#define NGX_HTTP_JUKI_LOG_REPLY         2
+#define NGX_HTTP_JUKI_LOG_COMPLETION    3
+#define NGX_HTTP_JUKI_LOG_NCAUSES       4
+
+extern const char  *ngx_http_juki_script;
+extern u_char       ngx_http_juki_script_sha[40];
+
+
+/* policy: ngx_http_juki_policy.c */
+
+ngx_int_t ngx_http_juki_valid_name(ngx_str_t *value, ngx_uint_t lowercase);
+ngx_http_juki_agency_t *ngx_http_juki_find_agency(
+    ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
+    ngx_str_t *subject);
+ngx_http_juki_purpose_t *ngx_http_juki_find_purpose(
+    ngx_http_juki_main_conf_t *jmcf, ngx_str_t *code);
+ngx_uint_t ngx_http_juki_granted(ngx_http_juki_agency_t *agency,
+    ngx_http_juki_purpose_t *purpose);
+ngx_uint_t ngx_http_juki_in_scope(ngx_http_juki_purpose_t *purpose,
+    ngx_str_t *method, ngx_str_t *uri);
+ngx_int_t ngx_http_juki_parse_fingerprint(ngx_str_t *value, u_char *hex);
+ngx_int_t ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *rate);
+
+
+/* certificates: ngx_http_juki_cert.c */
+
+ngx_int_t ngx_http_juki_cert_agency(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
+    ngx_http_juki_agency_t **agency);
+
+
+/* audit records: ngx_http_juki_audit.c */
+
+typedef struct {
+    ngx_http_juki_agency_t      *agency;
+    ngx_http_juki_purpose_t     *purpose;
+    ngx_http_juki_reason_e       reason;     /* decided before Redis */
+    ngx_str_t                    cert;       /* hex SHA-256 */
+    ngx_str_t                    operator;
+    ngx_str_t                    purpose_code;
+    ngx_str_t                    subject;    /* pseudonym, hex */
+    ngx_str_t                    uri;        /* escaped for the record */
+    ngx_str_t                    operator_stop_key;
+    ngx_str_t                    purpose_rate_key;
+    ngx_http_request_t          *request;
+    u_char                       audit_id[NGX_HTTP_JUKI_AUDIT_ID_MAX];
+    size_t                       audit_id_len;
+    ngx_http_juki_cmd_t         *cmd;
+
+    /* the outcome */
+    ngx_http_juki_reason_e       outcome;
+    ngx_uint_t                   limit;      /* 1 agency, 2 purpose */
+    uint64_t                     retry_us;
+
+    unsigned                     waiting:1;
+    unsigned                     done:1;
+    unsigned                     forwarded:1;
+} ngx_http_juki_ctx_t;
+
+
+ngx_int_t ngx_http_juki_audit_request(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx);
+void ngx_http_juki_audit_completion(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx);
+ngx_int_t ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri,
+    ngx_str_t *dst);
+
+
+/* the request path: ngx_http_juki_handler.c */
+
+ngx_int_t ngx_http_juki_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_juki_log_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_juki_status_handler(ngx_http_request_t *r);
+void ngx_http_juki_resume(ngx_http_juki_ctx_t *ctx, ngx_http_request_t *r);
+
+extern ngx_http_juki_reason_t  ngx_http_juki_reasons[];
+extern ngx_module_t            ngx_http_juki_module;
+extern ngx_uint_t              ngx_http_juki_exiting;
+
+
+#endif /* _NGX_HTTP_JUKI_MODULE_H_INCLUDED_ */

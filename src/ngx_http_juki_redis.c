@@ -1,0 +1,880 @@
+
+/*
+ * juki-gateway: hiredis's async API on NGINX's event loop.
+ *
+ * Each worker keeps "connections=" connections.  A connection accepts
+ * commands from the moment its connect starts; hiredis buffers them and
+ * commands of concurrent requests share a write (pipelining).  Replies come
+ * in order, so one timer per connection, set to the oldest command's
+ * deadline, bounds every command's wait.  Any failure (timeout, an error
+ * in the handshake, a disconnect) drops the connection: the pending
+ * commands fail at once and the next connection is a new audit writer.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+
+#include "ngx_http_juki_module.h"
+#include "ngx_http_juki_crypto.h"
+
+
+#define NGX_HTTP_JUKI_BACKOFF_MIN     100
+#define NGX_HTTP_JUKI_BACKOFF_MAX     1000
+#define NGX_HTTP_JUKI_RETRY_ON_DEMAND 100
+
+
+static void ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc);
+static void ngx_http_juki_redis_drop(ngx_http_juki_redis_conn_t *rc);
+static void ngx_http_juki_redis_schedule(ngx_http_juki_redis_conn_t *rc);
+static void ngx_http_juki_redis_handshake(ngx_http_juki_redis_conn_t *rc);
+static ngx_int_t ngx_http_juki_redis_handshake_reply(
+    ngx_http_juki_cmd_t *cmd, redisReply *reply);
+static void ngx_http_juki_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_juki_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_juki_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_juki_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_juki_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_juki_redis_timer_handler(ngx_event_t *ev);
+static void ngx_http_juki_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_juki_redis_add_read(void *privdata);
+static void ngx_http_juki_redis_del_read(void *privdata);
+static void ngx_http_juki_redis_add_write(void *privdata);
+static void ngx_http_juki_redis_del_write(void *privdata);
+static void ngx_http_juki_redis_cleanup(void *privdata);
+
+
+/*
+ * KEYS: juki:stop, juki:{A}:stop, juki:{A}:stop:op:O, juki:{A}:rl,
+ *       juki:{A}:rl:P, juki:{A}:audit -- or the audit stream alone when the
+ *       gateway decided already.
+ * ARGV: 1 the gateway's decision or "", 2-4 dmac for allow (or the
+ *       gateway's decision), deny:stopped, deny:rate_limited, 5-8 GCRA
+ *       interval and tolerance (us) of the agency and the purpose limit,
+ *       0 for none, 9-24 the record (docs/audit.md) but the decision.
+ * Reply: {0} allow, {1} stopped, {2, wait_us, limit} rate limited,
+ *        {3} recorded as decided.
+ */
+
+const char  *ngx_http_juki_script =
+    "local function rec(d, m)\n"
+    "  redis.call('XADD', KEYS[#KEYS], '*', 'id', ARGV[9], 'ts', ARGV[10],\n"
+    "    'node', ARGV[11], 'writer', ARGV[12], 'seq', ARGV[13],\n"
+    "    'kid', ARGV[14], 'agency', ARGV[15], 'kind', ARGV[16],\n"
+    "    'cert', ARGV[17], 'operator', ARGV[18], 'purpose', ARGV[19],\n"
+    "    'subject', ARGV[20], 'method', ARGV[21], 'uri', ARGV[22],\n"
+    "    'decision', d, 'prev', ARGV[23], 'mac', ARGV[24], 'dmac', m)\n"
+    "end\n"
+    "if ARGV[1] ~= '' then rec(ARGV[1], ARGV[2]) return {3} end\n"
+    "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then\n"
+    "  rec('deny:stopped', ARGV[3]) return {1}\n"
+    "end\n"
+    "local now = redis.call('TIME')\n"
+    "now = now[1] * 1000000 + now[2]\n"
+    "local function gcra(key, t, tau)\n"
+    "  t = tonumber(t)\n"
+    "  if t == 0 then return 0 end\n"
+    "  local tat = tonumber(redis.call('GET', key) or 0)\n"
+    "  if tat < now then tat = now end\n"
+    "  local wait = tat - tonumber(tau) - now\n"
+    "  if wait > 0 then return wait end\n"
+    "  return 0, tat + t\n"
+    "end\n"
+    "local w1, n1 = gcra(KEYS[4], ARGV[5], ARGV[6])\n"
+    "local w2, n2 = gcra(KEYS[5], ARGV[7], ARGV[8])\n"
+    "if w1 > 0 or w2 > 0 then\n"
+    "  rec('deny:rate_limited', ARGV[4])\n"
+    "  if w1 >= w2 then return {2, w1, 1} end\n"
+    "  return {2, w2, 2}\n"
+    "end\n"
+    "if n1 then\n"
+    "  redis.call('SET', KEYS[4], n1, 'PX', math.floor((n1 - now) / 1000) + 1)\n"
+    "end\n"
+    "if n2 then\n"
+    "  redis.call('SET', KEYS[5], n2, 'PX', math.floor((n2 - now) / 1000) + 1)\n"
+    "end\n"
+    "rec('allow', ARGV[2])\n"
+    "return {0}\n";
+
+u_char  ngx_http_juki_script_sha[40];
+
+ngx_uint_t  ngx_http_juki_exiting;
+
+
+static ngx_http_juki_main_conf_t   *ngx_http_juki_jmcf;
+static ngx_http_juki_redis_conn_t  *ngx_http_juki_conns;
+static ngx_uint_t                   ngx_http_juki_nconns;
+static ngx_uint_t                   ngx_http_juki_next;
+static ngx_log_t                   *ngx_http_juki_log;
+static ngx_queue_t                  ngx_http_juki_free_cmds;
+
+
+ngx_int_t
+ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_juki_main_conf_t *jmcf)
+{
+    u_char                       raw[EVP_MAX_MD_SIZE];
+    ngx_uint_t                   i;
+    unsigned int                 n;
+    ngx_http_juki_redis_conn_t  *rc;
+
+    if (EVP_Digest(ngx_http_juki_script, ngx_strlen(ngx_http_juki_script),
+                   raw, &n, EVP_sha1(), NULL)
+        != 1)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "juki: cannot hash the redis script");
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(ngx_http_juki_script_sha, raw, 20);
+
+    ngx_http_juki_jmcf = jmcf;
+    ngx_http_juki_log = cycle->log;
+    ngx_http_juki_exiting = 0;
+    ngx_queue_init(&ngx_http_juki_free_cmds);
+
+    ngx_http_juki_nconns = jmcf->redis->connections;
+    ngx_http_juki_conns = ngx_pcalloc(cycle->pool, ngx_http_juki_nconns
+                                      * sizeof(ngx_http_juki_redis_conn_t));
+    if (ngx_http_juki_conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ngx_http_juki_nconns; i++) {
+        rc = &ngx_http_juki_conns[i];
+
+        rc->index = i;
+        ngx_queue_init(&rc->pending);
+
+        rc->timer.handler = ngx_http_juki_redis_timer_handler;
+        rc->timer.data = rc;
+        rc->timer.log = cycle->log;
+
+        rc->reconnect.handler = ngx_http_juki_redis_reconnect_handler;
+        rc->reconnect.data = rc;
+        rc->reconnect.log = cycle->log;
+        rc->reconnect.cancelable = 1;
+
+        ngx_http_juki_redis_connect(rc);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_juki_redis_exit_worker(void)
+{
+    ngx_uint_t                   i;
+    ngx_queue_t                 *q;
+    ngx_http_juki_redis_conn_t  *rc;
+
+    if (ngx_http_juki_conns == NULL) {
+        return;
+    }
+
+    /* no request is resumed from here on: the pending ones are dropped */
+
+    ngx_http_juki_exiting = 1;
+
+    for (i = 0; i < ngx_http_juki_nconns; i++) {
+        rc = &ngx_http_juki_conns[i];
+
+        if (rc->reconnect.timer_set) {
+            ngx_del_timer(&rc->reconnect);
+        }
+
+        ngx_http_juki_redis_drop(rc);
+
+        if (rc->reconnect.timer_set) {
+            ngx_del_timer(&rc->reconnect);
+        }
+    }
+
+    while (!ngx_queue_empty(&ngx_http_juki_free_cmds)) {
+        q = ngx_queue_head(&ngx_http_juki_free_cmds);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_juki_cmd_t, queue));
+    }
+
+    ngx_http_juki_conns = NULL;
+
+    ngx_http_juki_crypto_cleanup();
+}
+
+
+/* a connection to send on, or NULL: the caller answers 503 at once */
+
+ngx_http_juki_redis_conn_t *
+ngx_http_juki_redis_pick(ngx_log_t *log)
+{
+    ngx_uint_t                   i;
+    ngx_http_juki_redis_conn_t  *rc;
+
+    if (ngx_http_juki_conns == NULL || ngx_http_juki_exiting) {
+        return NULL;
+    }
+
+    for (i = 0; i < ngx_http_juki_nconns; i++) {
+        rc = &ngx_http_juki_conns[ngx_http_juki_next++ % ngx_http_juki_nconns];
+
+        if (rc->ac) {
+            return rc;
+        }
+    }
+
+    /*
+     * none is up: a request may start a connect itself, a few times a
+     * second at most, so that service returns as soon as Redis does,
+     * without a flood of requests becoming a flood of connects
+     */
+
+    for (i = 0; i < ngx_http_juki_nconns; i++) {
+        rc = &ngx_http_juki_conns[i];
+
+        if (ngx_current_msec - rc->last_attempt
+            >= NGX_HTTP_JUKI_RETRY_ON_DEMAND)
+        {
+            if (rc->reconnect.timer_set) {
+                ngx_del_timer(&rc->reconnect);
+            }
+
+            ngx_http_juki_redis_connect(rc);
+
+            if (rc->ac) {
+                return rc;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
+    const char **argv, const size_t *argvlen, ngx_http_juki_cmd_t *cmd)
+{
+    if (rc->ac == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (redisAsyncCommandArgv(rc->ac, ngx_http_juki_redis_reply, cmd, argc,
+                              argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cmd->deadline = ngx_current_msec + ngx_http_juki_jmcf->redis->timeout;
+
+    ngx_queue_insert_tail(&rc->pending, &cmd->queue);
+    rc->npending++;
+
+    if (!rc->timer.timer_set) {
+        ngx_add_timer(&rc->timer, ngx_http_juki_jmcf->redis->timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_juki_cmd_t *
+ngx_http_juki_cmd_alloc(void)
+{
+    ngx_queue_t          *q;
+    ngx_http_juki_cmd_t  *cmd;
+
+    if (!ngx_queue_empty(&ngx_http_juki_free_cmds)) {
+        q = ngx_queue_head(&ngx_http_juki_free_cmds);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_juki_cmd_t, queue);
+
+    } else {
+        cmd = ngx_alloc(sizeof(ngx_http_juki_cmd_t), ngx_http_juki_log);
+        if (cmd == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_http_juki_cmd_t));
+
+    return cmd;
+}
+
+
+void
+ngx_http_juki_cmd_free(ngx_http_juki_cmd_t *cmd)
+{
+    if (ngx_http_juki_conns == NULL) {
+        ngx_free(cmd);
+        return;
+    }
+
+    ngx_queue_insert_head(&ngx_http_juki_free_cmds, &cmd->queue);
+}
+
+
+/* one line per cause and second: a dead Redis must not flood the log */
+
+void
+ngx_http_juki_redis_log(ngx_log_t *log, ngx_uint_t cause, const char *fmt,
+    ...)
+{
+    u_char      *p, buf[NGX_MAX_ERROR_STR];
+    va_list      args;
+    ngx_uint_t   n;
+
+    static time_t      last[NGX_HTTP_JUKI_LOG_NCAUSES];
+    static ngx_uint_t  suppressed[NGX_HTTP_JUKI_LOG_NCAUSES];
+
+    if (last[cause] == ngx_time()) {
+        suppressed[cause]++;
+        return;
+    }
+
+    last[cause] = ngx_time();
+    n = suppressed[cause];
+    suppressed[cause] = 0;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    if (n) {
+        p = ngx_slprintf(p, buf + sizeof(buf),
+                         " (%ui similar suppressed)", n);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "juki: %*s", p - buf, buf);
+}
+
+
+static void
+ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
+{
+    ngx_connection_t            *c;
+    redisAsyncContext           *ac;
+    ngx_http_juki_redis_conf_t  *rcf;
+
+    rcf = ngx_http_juki_jmcf->redis;
+    rc->last_attempt = ngx_current_msec;
+
+    /* the address is numeric, resolved at configuration time */
+
+    if (rcf->unix_path.len) {
+        ac = redisAsyncConnectUnix((char *) rcf->unix_path.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) rcf->host.data, rcf->port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
+                      "juki: redis context allocation failed");
+        ngx_http_juki_redis_schedule(rc);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_juki_redis_log(ngx_http_juki_log,
+                                NGX_HTTP_JUKI_LOG_UNAVAILABLE,
+                                "redis %V unavailable: %s", &rcf->address,
+                                ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_juki_redis_schedule(rc);
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, ngx_http_juki_log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_juki_redis_schedule(rc);
+        return;
+    }
+
+    c->data = rc;
+    c->read->handler = ngx_http_juki_redis_read_handler;
+    c->write->handler = ngx_http_juki_redis_write_handler;
+    c->read->log = ngx_http_juki_log;
+    c->write->log = ngx_http_juki_log;
+
+    rc->ac = ac;
+    rc->bound = ac;
+    rc->connection = c;
+
+    ac->data = rc;
+    ac->ev.data = rc;
+    ac->ev.addRead = ngx_http_juki_redis_add_read;
+    ac->ev.delRead = ngx_http_juki_redis_del_read;
+    ac->ev.addWrite = ngx_http_juki_redis_add_write;
+    ac->ev.delWrite = ngx_http_juki_redis_del_write;
+    ac->ev.cleanup = ngx_http_juki_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_juki_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_juki_redis_disconnected);
+
+    /* a new connection is a new audit writer, its chain starts afresh */
+
+    if (ngx_http_juki_random_hex(rc->writer, NGX_HTTP_JUKI_WRITER_LEN)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
+                      "juki: RAND_bytes() failed");
+        ngx_http_juki_redis_drop(rc);
+        return;
+    }
+
+    rc->seq = 0;
+    rc->has_prev = 0;
+
+    ngx_http_juki_redis_add_read(rc);
+    ngx_http_juki_redis_handshake(rc);
+}
+
+
+static void
+ngx_http_juki_redis_handshake(ngx_http_juki_redis_conn_t *rc)
+{
+    int                          argc;
+    u_char                       db[NGX_INT_T_LEN];
+    size_t                      *lens;
+    ngx_uint_t                   i, n;
+    const char                 **argv, *args[4];
+    size_t                       argl[4];
+    ngx_http_juki_cmd_t         *cmd;
+    ngx_http_juki_purpose_t    **purposes;
+    ngx_http_juki_redis_conf_t  *rcf;
+
+    rcf = ngx_http_juki_jmcf->redis;
+
+    for (n = 0; n < 4; n++) {
+
+        argc = 0;
+        argv = args;
+        lens = argl;
+
+        switch (n) {
+
+        case 0:
+            if (rcf->password.len == 0) {
+                continue;
+            }
+
+            args[argc] = "AUTH";
+            argl[argc++] = 4;
+
+            if (rcf->user.len) {
+                args[argc] = (char *) rcf->user.data;
+                argl[argc++] = rcf->user.len;
+            }
+
+            args[argc] = (char *) rcf->password.data;
+            argl[argc++] = rcf->password.len;
+            break;
+
+        case 1:
+            if (rcf->db == 0) {
+                continue;
+            }
+
+            args[argc] = "SELECT";
+            argl[argc++] = 6;
+            args[argc] = (char *) db;
+            argl[argc++] = ngx_sprintf(db, "%i", rcf->db) - db;
+            break;
+
+        case 2:
+            args[argc] = "SCRIPT";
+            argl[argc++] = 6;
+            args[argc] = "LOAD";
+            argl[argc++] = 4;
+            args[argc] = ngx_http_juki_script;
+            argl[argc++] = ngx_strlen(ngx_http_juki_script);
+            break;
+
+        default:
+            /* the statutes, for jukictl's reports */
+
+            if (ngx_http_juki_jmcf->purposes.nelts == 0) {
+                continue;
+            }
+
+            argc = 2 + 2 * ngx_http_juki_jmcf->purposes.nelts;
+
+            argv = ngx_alloc(argc * sizeof(char *), ngx_http_juki_log);
+            lens = ngx_alloc(argc * sizeof(size_t), ngx_http_juki_log);
+            if (argv == NULL || lens == NULL) {
+                ngx_free(argv);
+                ngx_free(lens);
+                ngx_http_juki_redis_drop(rc);
+                return;
+            }
+
+            argv[0] = "HSET";
+            lens[0] = 4;
+            argv[1] = "juki:purposes";
+            lens[1] = sizeof("juki:purposes") - 1;
+
+            purposes = ngx_http_juki_jmcf->purposes.elts;
+
+            for (i = 0; i < ngx_http_juki_jmcf->purposes.nelts; i++) {
+                argv[2 + 2 * i] = (char *) purposes[i]->code.data;
+                lens[2 + 2 * i] = purposes[i]->code.len;
+                argv[3 + 2 * i] = (char *) purposes[i]->statute.data;
+                lens[3 + 2 * i] = purposes[i]->statute.len;
+            }
+        }
+
+        cmd = ngx_http_juki_cmd_alloc();
+
+        if (cmd == NULL
+            || ngx_http_juki_redis_send(rc, argc, argv, lens, cmd) != NGX_OK)
+        {
+            if (cmd) {
+                ngx_http_juki_cmd_free(cmd);
+            }
+
+            if (argv != args) {
+                ngx_free(argv);
+                ngx_free(lens);
+            }
+
+            ngx_http_juki_redis_drop(rc);
+            return;
+        }
+
+        cmd->handler = ngx_http_juki_redis_handshake_reply;
+        cmd->data = rc;
+
+        if (argv != args) {
+            ngx_free(argv);
+            ngx_free(lens);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_juki_redis_handshake_reply(ngx_http_juki_cmd_t *cmd,
+    redisReply *reply)
+{
+    ngx_http_juki_redis_conn_t  *rc = cmd->data;
+
+    if (reply == NULL) {
+        return NGX_OK;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_juki_redis_log(ngx_http_juki_log,
+                                NGX_HTTP_JUKI_LOG_UNAVAILABLE,
+                                "redis %V refused the connection set-up: "
+                                "%*s", &ngx_http_juki_jmcf->redis->address,
+                                (size_t) ngx_min(reply->len, 200),
+                                reply->str);
+        return NGX_ERROR;
+    }
+
+    if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
+
+        if (ngx_strncmp(reply->str, ngx_http_juki_script_sha, 40) != 0) {
+            ngx_log_error(NGX_LOG_CRIT, ngx_http_juki_log, 0,
+                          "juki: redis returned an unexpected script sha");
+            return NGX_ERROR;
+        }
+
+        /* the script is loaded: the connection is up */
+
+        if (rc->backoff) {
+            ngx_log_error(NGX_LOG_NOTICE, ngx_http_juki_log, 0,
+                          "juki: redis %V connected",
+                          &ngx_http_juki_jmcf->redis->address);
+        }
+
+        rc->backoff = 0;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_juki_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_http_juki_cmd_t *cmd = privdata;
+
+    ngx_http_juki_redis_conn_t  *rc;
+
+    rc = ac->data;
+
+    ngx_queue_remove(&cmd->queue);
+    rc->npending--;
+
+    if (rc->npending == 0 && rc->timer.timer_set) {
+        ngx_del_timer(&rc->timer);
+    }
+
+    if (!ngx_http_juki_exiting && cmd->handler
+        && cmd->handler(cmd, r) != NGX_OK && rc->ac == ac)
+    {
+        /* inside a callback hiredis frees the context once it returns */
+        ngx_http_juki_redis_drop(rc);
+    }
+
+    ngx_http_juki_cmd_free(cmd);
+}
+
+
+static void
+ngx_http_juki_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_juki_redis_conn_t  *rc = ac->data;
+
+    if (status != REDIS_OK) {
+        ngx_http_juki_redis_log(ngx_http_juki_log,
+                                NGX_HTTP_JUKI_LOG_UNAVAILABLE,
+                                "redis %V unavailable: %s",
+                                &ngx_http_juki_jmcf->redis->address,
+                                ac->errstr);
+
+        /* hiredis frees the context itself after this callback */
+
+        rc->ac = NULL;
+        ngx_http_juki_redis_schedule(rc);
+    }
+}
+
+
+static void
+ngx_http_juki_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_juki_redis_conn_t  *rc = ac->data;
+
+    if (status != REDIS_OK && !ngx_http_juki_exiting) {
+        ngx_http_juki_redis_log(ngx_http_juki_log,
+                                NGX_HTTP_JUKI_LOG_UNAVAILABLE,
+                                "redis %V connection lost: %s",
+                                &ngx_http_juki_jmcf->redis->address,
+                                ac->errstr);
+    }
+
+    if (rc->ac == ac) {
+        rc->ac = NULL;
+        ngx_http_juki_redis_schedule(rc);
+    }
+}
+
+
+/* frees the context; pending commands are called back with no reply */
+
+static void
+ngx_http_juki_redis_drop(ngx_http_juki_redis_conn_t *rc)
+{
+    redisAsyncContext  *ac;
+
+    ac = rc->ac;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    rc->ac = NULL;
+
+    redisAsyncFree(ac);
+
+    ngx_http_juki_redis_schedule(rc);
+}
+
+
+static void
+ngx_http_juki_redis_schedule(ngx_http_juki_redis_conn_t *rc)
+{
+    if (ngx_http_juki_exiting || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    rc->backoff = rc->backoff ? ngx_min(rc->backoff * 2,
+                                        NGX_HTTP_JUKI_BACKOFF_MAX)
+                              : NGX_HTTP_JUKI_BACKOFF_MIN;
+
+    if (!rc->reconnect.timer_set) {
+        ngx_add_timer(&rc->reconnect, rc->backoff);
+    }
+}
+
+
+static void
+ngx_http_juki_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c = ev->data;
+    ngx_http_juki_redis_conn_t  *rc = c->data;
+
+    if (rc->ac) {
+        redisAsyncHandleRead(rc->ac);
+    }
+}
+
+
+static void
+ngx_http_juki_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c = ev->data;
+    ngx_http_juki_redis_conn_t  *rc = c->data;
+
+    if (rc->ac) {
+        redisAsyncHandleWrite(rc->ac);
+    }
+}
+
+
+static void
+ngx_http_juki_redis_timer_handler(ngx_event_t *ev)
+{
+    ngx_http_juki_redis_conn_t  *rc = ev->data;
+
+    ngx_queue_t          *q;
+    ngx_msec_int_t        left;
+    ngx_http_juki_cmd_t  *cmd;
+
+    if (ngx_queue_empty(&rc->pending)) {
+        return;
+    }
+
+    q = ngx_queue_head(&rc->pending);
+    cmd = ngx_queue_data(q, ngx_http_juki_cmd_t, queue);
+
+    left = (ngx_msec_int_t) (cmd->deadline - ngx_current_msec);
+
+    if (left > 0) {
+        /* the timer was set for an older command that has had its reply */
+        ngx_add_timer(&rc->timer, (ngx_msec_t) left);
+        return;
+    }
+
+    ngx_http_juki_redis_log(ngx_http_juki_log, NGX_HTTP_JUKI_LOG_TIMEOUT,
+                            "redis %V timed out after %M ms, "
+                            "%ui commands pending",
+                            &ngx_http_juki_jmcf->redis->address,
+                            ngx_http_juki_jmcf->redis->timeout,
+                            rc->npending);
+
+    ngx_http_juki_redis_drop(rc);
+}
+
+
+static void
+ngx_http_juki_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_juki_redis_conn_t  *rc = ev->data;
+
+    if (rc->ac == NULL && !ngx_exiting && !ngx_http_juki_exiting) {
+        ngx_http_juki_redis_connect(rc);
+    }
+}
+
+
+/*
+ * hiredis reads at most 16 KiB a call: the events are level-triggered so
+ * that a larger backlog of replies is read on the next turn of the loop
+ */
+
+static void
+ngx_http_juki_redis_add_read(void *privdata)
+{
+    ngx_http_juki_redis_conn_t  *rc = privdata;
+
+    if (rc->connection && !rc->connection->read->active) {
+        if (ngx_add_event(rc->connection->read, NGX_READ_EVENT,
+                          NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
+                          "juki: cannot add the redis read event");
+        }
+    }
+}
+
+
+static void
+ngx_http_juki_redis_del_read(void *privdata)
+{
+    ngx_http_juki_redis_conn_t  *rc = privdata;
+
+    if (rc->connection && rc->connection->read->active) {
+        (void) ngx_del_event(rc->connection->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_juki_redis_add_write(void *privdata)
+{
+    ngx_http_juki_redis_conn_t  *rc = privdata;
+
+    ngx_event_t  *wev;
+
+    if (rc->connection == NULL) {
+        return;
+    }
+
+    wev = rc->connection->write;
+
+    if (!wev->active) {
+        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
+                          "juki: cannot add the redis write event");
+        }
+    }
+
+    /*
+     * once connected, write at the end of this turn of the loop: the
+     * commands of every request handled in it go out in one write
+     */
+
+    if (rc->ac && (rc->ac->c.flags & REDIS_CONNECTED) && !wev->posted) {
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_juki_redis_del_write(void *privdata)
+{
+    ngx_http_juki_redis_conn_t  *rc = privdata;
+
+    if (rc->connection && rc->connection->write->active) {
+        (void) ngx_del_event(rc->connection->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* the fd is NGINX's to close: hiredis must not close it a second time */
+
+static void
+ngx_http_juki_redis_cleanup(void *privdata)
+{
+    ngx_http_juki_redis_conn_t  *rc = privdata;
+
+    ngx_connection_t  *c;
+
+    c = rc->connection;
+
+    if (c == NULL) {
+        return;
+    }
+
+    rc->connection = NULL;
+
+    ngx_close_connection(c);
+
+    rc->bound->c.fd = -1;
+    rc->bound = NULL;
+}
