@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the t/ suite: a private Redis (AOF, appendfsync always), a fresh test
+# PKI and audit key, then prove.  Uses the genuine Test::Nginx::Socket when
+# it is installed, the bundled harness in t/lib otherwise.
+#   TEST_FILES="t/010-policy.t"  run a subset
+#   KEEP=1                       keep the work directory
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+
+work=$(mktemp -d /tmp/juki-test.XXXXXX)
+port=${TEST_NGINX_REDIS_PORT:-16379}
+
+cleanup() {
+    scripts/redis.sh stop "$work/redis" "$port" >/dev/null 2>&1 || true
+    if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi
+}
+trap cleanup EXIT
+
+t/pki.sh "$work/pki" >/dev/null
+head -c 64 /dev/urandom > "$work/audit.key"
+chmod 600 "$work/audit.key"
+scripts/redis.sh start "$work/redis" "$port" >/dev/null
+
+export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
+export TEST_NGINX_LOAD_MODULES="$root/build/ngx_http_juki_module.so"
+export TEST_NGINX_PKI="$work/pki"
+export TEST_NGINX_REDIS_PORT="$port"
+export TEST_NGINX_REDIS_DIR="$work/redis"
+export TEST_NGINX_AUDIT_KEY="$work/audit.key"
+export TEST_NGINX_FAIL_ON_ALERT=1
+export JUKICTL="$root/build/jukictl"
+export JUKI_AUDIT_KEY="$work/audit.key"
+export JUKI_REDIS="127.0.0.1:$port"
+
+inc=()
+if perl -MTest::Nginx::Socket -e1 2>/dev/null; then
+    echo "test: genuine Test::Nginx::Socket"
+else
+    echo "test: bundled harness (t/lib)"
+    inc=(-I t/lib)
+fi
+
+# shellcheck disable=SC2086
+prove "${inc[@]}" ${PROVE_FLAGS:-} -r ${TEST_FILES:-t/}
