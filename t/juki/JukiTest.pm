@@ -84,45 +84,85 @@ sub backend_hits {
     return scalar @l;
 }
 
-sub purposes {
-    return <<'EOF_P';
-    juki_purpose pension.benefit {
-        statute "Basic Resident Registration Act, Annex 1, item 1";
-        methods GET;
-        uri /v1/residents/;
-        resident_code allowed;
+# code => [statute, methods, uri prefixes, resident_code]
+our %PURPOSES = (
+    'pension.benefit' => ['Basic Resident Registration Act, Annex 1, item 1',
+                          'GET', '/v1/residents/', 'allowed'],
+    'health.insurance' => ['Basic Resident Registration Act, Annex 1, item 2',
+                           'GET', '/v1/residents/', 'allowed'],
+    'tax.assessment' => ['Basic Resident Registration Act, Annex 2, item 1',
+                         'GET POST', '/v1/residents/ /v1/tax/', 'allowed'],
+    'school.enrolment' => ['Basic Resident Registration Act, Annex 3, item 7',
+                           'GET', '/v1/residents/', 'allowed'],
+    'identity.verification' => ['Act on Prevention of Transfer of Criminal '
+                                . 'Proceeds, art. 4', 'GET', '/v1/verify',
+                                'forbidden'],
+    'network.diagnostics' => ['Registry network operating rules, section 9',
+                              'GET', '/v1/echo', 'forbidden'],
+    'rate.probe' => ['Registry network operating rules, section 12',
+                     'GET', '/v1/probe/', 'allowed'],
+);
+
+# name => [kind, certificate in t/pki.sh, purposes]
+our %AGENCIES = (
+    'pension-service' => ['national', 'national',
+        [qw(pension.benefit health.insurance network.diagnostics
+            rate.probe)]],
+    'shibuya-city' => ['municipality', 'municipality',
+        [qw(tax.assessment health.insurance school.enrolment
+            network.diagnostics rate.probe)]],
+    'example-bank' => ['private', 'private',
+        [qw(identity.verification network.diagnostics)]],
+);
+
+sub fingerprints {
+    my $pki = juki_env('TEST_NGINX_PKI');
+    my %fp;
+    open(my $fh, '<', "$pki/fingerprints.txt") or die "fingerprints: $!";
+    while (<$fh>) {
+        chomp;
+        my ($name, $fp, $subject) = split / /, $_, 3;
+        $fp{$name} = [$fp, $subject];
     }
-    juki_purpose health.insurance {
-        statute "Basic Resident Registration Act, Annex 1, item 2";
-        methods GET;
-        uri /v1/residents/;
-        resident_code allowed;
+    close $fh;
+    return \%fp;
+}
+
+# the policy; %o: purpose_rate => {code => "1r/m burst=1"},
+# agency_rate => {name => "..."}, by => "fingerprint" | "subject" | "both"
+sub policy {
+    my %o = @_;
+    my $fp = fingerprints();
+    my $by = $o{by} // 'both';
+    my $text = '';
+
+    for my $code (sort keys %PURPOSES) {
+        my ($statute, $methods, $uris, $rc) = @{$PURPOSES{$code}};
+        my $rate = $o{purpose_rate}{$code};
+        $text .= "    juki_purpose $code {\n"
+               . "        statute \"$statute\";\n"
+               . "        methods $methods;\n"
+               . "        uri $uris;\n"
+               . "        resident_code $rc;\n"
+               . ($rate ? "        rate $rate;\n" : '')
+               . "    }\n";
     }
-    juki_purpose tax.assessment {
-        statute "Basic Resident Registration Act, Annex 2, item 1";
-        methods GET POST;
-        uri /v1/residents/ /v1/tax/;
-        resident_code allowed;
+
+    for my $name (sort keys %AGENCIES) {
+        my ($kind, $cert, $purposes) = @{$AGENCIES{$name}};
+        my ($sha, $subject) = @{$fp->{$cert}};
+        my $rate = $o{agency_rate}{$name};
+        $text .= "    juki_agency $name {\n"
+               . "        kind $kind;\n"
+               . ($by ne 'subject' ? "        certificate_sha256 $sha;\n" : '')
+               . ($by ne 'fingerprint'
+                  ? "        subject \"$subject\";\n" : '')
+               . "        purposes @$purposes;\n"
+               . ($rate ? "        rate $rate;\n" : '')
+               . "    }\n";
     }
-    juki_purpose school.enrolment {
-        statute "Basic Resident Registration Act, Annex 3, item 7";
-        methods GET;
-        uri /v1/residents/;
-        resident_code allowed;
-    }
-    juki_purpose identity.verification {
-        statute "Act on Prevention of Transfer of Criminal Proceeds, art. 4";
-        methods GET;
-        uri /v1/verify;
-        resident_code forbidden;
-    }
-    juki_purpose network.diagnostics {
-        statute "Registry network operating rules, section 9";
-        methods GET;
-        uri /v1/echo;
-        resident_code forbidden;
-    }
-EOF_P
+
+    return $text;
 }
 
 # the http{} part: policy, gateway servers, backend; %o: redis => address,
@@ -139,7 +179,7 @@ sub http_config {
     my ($gw, $be, $plain, $opt, $noca) = @ENV{qw(TEST_NGINX_GW_PORT
         TEST_NGINX_BACKEND_PORT TEST_NGINX_PLAIN_PORT TEST_NGINX_OPT_PORT
         TEST_NGINX_NOCA_PORT)};
-    my $purposes = purposes();
+    my $policy = policy(%o);
     my $gateway_location = <<"EOF_L";
         location / {
             juki on;
@@ -153,8 +193,7 @@ EOF_L
     juki_redis $redis timeout=$timeout;
     juki_audit_key $key;
     juki_node test-node;
-$purposes
-    include $pki/agencies.conf;
+$policy
 $http
     map \$http_x_test_cert \$test_cert_file {
         default       $pki/national;

@@ -1,0 +1,289 @@
+/*
+ * jukictl: command line, help, dispatch.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "jk.h"
+
+
+#define C_STOP      0x01
+#define C_RESUME    0x02
+#define C_STATUS    0x04
+#define C_REPORT    0x08
+#define C_DISCLOSE  0x10
+#define C_VERIFY    0x20
+#define C_ALL       0x3f
+
+
+typedef struct {
+    const char      *name;
+    unsigned         mask;
+    int            (*handler)(const jk_opts_t *o);
+    const char      *help;
+} jk_command_t;
+
+
+typedef struct {
+    const char      *name;
+    unsigned         cmds;
+    size_t           offset;     /* of the const char * in jk_opts_t */
+} jk_option_t;
+
+
+static const char  jk_common_help[] =
+    "common options:\n"
+    "  --redis ADDRESS    host:port, [v6]:port or unix:/path\n"
+    "                     (default 127.0.0.1:6379, env JUKI_REDIS)\n"
+    "  --password PASS    Redis password (env JUKI_REDIS_PASSWORD)\n"
+    "  --user USER        Redis ACL user (env JUKI_REDIS_USER)\n"
+    "  --db N             Redis database number (env JUKI_REDIS_DB)\n"
+    "  --key PATH         audit key file, >= 32 bytes; repeatable\n"
+    "                     (env JUKI_AUDIT_KEY)\n"
+    "  --help             this help\n";
+
+
+static const jk_command_t  jk_commands[] = {
+
+    { "stop", C_STOP, jk_cmd_stop,
+      "usage: jukictl stop [--agency A [--operator O]] --reason TEXT"
+      " --key PATH\n\n"
+      "Sets an emergency stop switch (global, agency or operator) and"
+      " writes a\ncontrol record to the agency's audit stream.\n" },
+
+    { "resume", C_RESUME, jk_cmd_resume,
+      "usage: jukictl resume [--agency A [--operator O]] [--reason TEXT]"
+      " --key PATH\n\n"
+      "Clears an emergency stop switch and writes a control record.\n" },
+
+    { "status", C_STATUS, jk_cmd_status,
+      "usage: jukictl status\n\n"
+      "Shows the stop switches that are set, today's (UTC) decisions per"
+      " agency\nand the health of Redis.\n" },
+
+    { "report", C_REPORT, jk_cmd_report,
+      "usage: jukictl report --from YYYY-MM-DD --to YYYY-MM-DD"
+      " [--format md|csv|json]\n\n"
+      "Provisions per agency and purpose, denials per agency and reason,"
+      " for the\ninclusive UTC date range (by stream entry time).\n" },
+
+    { "disclose", C_DISCLOSE, jk_cmd_disclose,
+      "usage: jukictl disclose --resident-code CODE|- [--from DATE]"
+      " [--to DATE]\n"
+      "                        [--format md|csv|json] --key PATH..."
+      "\n\n"
+      "Lists every audited request about one resident: time, agency,"
+      " purpose,\nstatute and decision.  Operator ids are withheld."
+      "  CODE \"-\" reads the\ncode from the first line of standard"
+      " input.\n" },
+
+    { "verify", C_VERIFY, jk_cmd_verify,
+      "usage: jukictl verify [--from DATE] [--to DATE] [--max-skew MS]"
+      " --key PATH...\n\n"
+      "Walks every writer's chain across all juki:{*}:audit streams."
+      "  Exit 0 when\nintact, 1 naming the first break.\n" },
+
+    { NULL, 0, NULL, NULL }
+};
+
+
+#define JK_OPT(field)  offsetof(jk_opts_t, field)
+
+static const jk_option_t  jk_options[] = {
+    { "redis", C_ALL, JK_OPT(redis) },
+    { "password", C_ALL, JK_OPT(password) },
+    { "user", C_ALL, JK_OPT(user) },
+    { "db", C_ALL, JK_OPT(db) },
+    { "key", C_ALL, 0 },
+    { "agency", C_STOP | C_RESUME, JK_OPT(agency) },
+    { "operator", C_STOP | C_RESUME, JK_OPT(op) },
+    { "reason", C_STOP | C_RESUME, JK_OPT(reason) },
+    { "from", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(from) },
+    { "to", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(to) },
+    { "format", C_REPORT | C_DISCLOSE, JK_OPT(format) },
+    { "resident-code", C_DISCLOSE, JK_OPT(resident_code) },
+    { "max-skew", C_VERIFY, JK_OPT(max_skew) },
+    { NULL, 0, 0 }
+};
+
+
+static void
+jk_help(const jk_command_t *cmd)
+{
+    int  i;
+
+    if (cmd) {
+        fputs(cmd->help, stdout);
+        fputc('\n', stdout);
+        fputs(jk_common_help, stdout);
+        return;
+    }
+
+    fputs("usage: jukictl COMMAND [OPTIONS]\n\n"
+          "juki-gateway control: emergency stop, status, publication"
+          " report,\ndisclosure to residents, audit chain verification."
+          "\n\ncommands:\n", stdout);
+
+    for (i = 0; jk_commands[i].name; i++) {
+        const char  *h = strchr(jk_commands[i].help, ':') + 2;
+
+        printf("  %.*s\n", (int) strcspn(h, "\n"), h);
+    }
+
+    fputs("\n", stdout);
+    fputs(jk_common_help, stdout);
+    fputs("\nExit status: 0 success, 1 verification failed, 2 bad usage"
+          " or error.\nSee jukictl COMMAND --help and docs/jukictl.md.\n",
+          stdout);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                  i, rc;
+    char                *arg, *eq;
+    size_t               nlen;
+    const char          *val, **slot, *env;
+    jk_opts_t            o;
+    const jk_option_t   *opt;
+    const jk_command_t  *cmd = NULL;
+    const char          *seen[sizeof(jk_options) / sizeof(jk_options[0])];
+
+    memset(&o, 0, sizeof(o));
+    memset(seen, 0, sizeof(seen));
+
+    for (i = 1; i < argc; i++) {
+        arg = argv[i];
+
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            o.help = 1;
+            continue;
+        }
+
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            if (arg[0] == '-' && arg[1] != '\0') {
+                return jk_usage_err("unknown option \"%s\"", arg);
+            }
+
+            if (cmd) {
+                return jk_usage_err("unexpected argument \"%s\"", arg);
+            }
+
+            for (cmd = jk_commands; cmd->name; cmd++) {
+                if (strcmp(cmd->name, arg) == 0) {
+                    break;
+                }
+            }
+
+            if (cmd->name == NULL) {
+                return jk_usage_err("unknown command \"%s\"", arg);
+            }
+
+            continue;
+        }
+
+        eq = strchr(arg + 2, '=');
+        nlen = eq ? (size_t) (eq - arg - 2) : strlen(arg + 2);
+
+        for (opt = jk_options; opt->name; opt++) {
+            if (strlen(opt->name) == nlen
+                && strncmp(opt->name, arg + 2, nlen) == 0)
+            {
+                break;
+            }
+        }
+
+        if (opt->name == NULL) {
+            return jk_usage_err("unknown option \"%s\"", arg);
+        }
+
+        if (eq) {
+            val = eq + 1;
+
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+
+        } else {
+            return jk_usage_err("option --%s needs a value", opt->name);
+        }
+
+        if (strcmp(opt->name, "key") == 0) {
+            if (o.nkeys == JK_MAX_KEYS) {
+                return jk_usage_err("at most %d --key options", JK_MAX_KEYS);
+            }
+            o.key_path[o.nkeys++] = val;
+            continue;
+        }
+
+        if (seen[opt - jk_options]) {
+            return jk_usage_err("option --%s given twice", opt->name);
+        }
+
+        seen[opt - jk_options] = val;
+        slot = (const char **) ((char *) &o + opt->offset);
+        *slot = val;
+    }
+
+    if (o.help) {
+        jk_help(cmd && cmd->name ? cmd : NULL);
+        return jk_out_finish();
+    }
+
+    if (cmd == NULL) {
+        return jk_usage_err("no command given");
+    }
+
+    for (opt = jk_options; opt->name; opt++) {
+        if (seen[opt - jk_options] && !(opt->cmds & cmd->mask)) {
+            return jk_usage_err("%s does not take --%s", cmd->name,
+                                opt->name);
+        }
+    }
+
+    if (o.password == NULL) {
+        env = getenv("JUKI_REDIS_PASSWORD");
+        o.password = (env && env[0]) ? env : NULL;
+    }
+
+    if (o.user == NULL) {
+        env = getenv("JUKI_REDIS_USER");
+        o.user = (env && env[0]) ? env : NULL;
+    }
+
+    if (o.db == NULL) {
+        env = getenv("JUKI_REDIS_DB");
+        o.db = (env && env[0]) ? env : NULL;
+    }
+
+    if (o.db) {
+        uint64_t  db;
+
+        if (jk_parse_u64(o.db, strlen(o.db), &db) != 0 || db > 1000000) {
+            return jk_usage_err("bad database number \"%s\"", o.db);
+        }
+    }
+
+    if (o.user && o.password == NULL) {
+        return jk_usage_err("--user needs --password");
+    }
+
+    o.command = cmd->name;
+
+    if (jk_crypto_init() != 0) {
+        return JK_ERR;
+    }
+
+    rc = cmd->handler(&o);
+
+    if (rc == JK_OK) {
+        rc = jk_out_finish();
+    } else {
+        fflush(stdout);
+    }
+
+    jk_crypto_done();
+
+    return rc;
+}

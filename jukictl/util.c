@@ -1,0 +1,711 @@
+/*
+ * jukictl: buffers, parsing, dates, output escaping, hash table.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jk.h"
+
+
+void
+jk_err(const char *fmt, ...)
+{
+    va_list  ap;
+
+    fputs("jukictl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+
+int
+jk_usage_err(const char *fmt, ...)
+{
+    va_list  ap;
+
+    fputs("jukictl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see jukictl --help)\n", stderr);
+
+    return JK_ERR;
+}
+
+
+/* growable buffer */
+
+int
+jk_buf_reserve(jk_buf_t *b, size_t n)
+{
+    char    *p;
+    size_t   cap;
+
+    if (n <= b->cap - b->len && b->data != NULL) {
+        return 0;
+    }
+
+    if (n > SIZE_MAX / 2 - b->len) {
+        jk_err("out of memory");
+        return -1;
+    }
+
+    cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) {
+        cap *= 2;
+    }
+
+    p = realloc(b->data, cap);
+    if (p == NULL) {
+        jk_err("out of memory");
+        return -1;
+    }
+
+    b->data = p;
+    b->cap = cap;
+
+    return 0;
+}
+
+
+int
+jk_buf_append(jk_buf_t *b, const void *p, size_t n)
+{
+    if (jk_buf_reserve(b, n) != 0) {
+        return -1;
+    }
+
+    if (n) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+
+    return 0;
+}
+
+
+/* netstring: "LEN:BYTES," */
+
+int
+jk_buf_ns(jk_buf_t *b, const void *p, size_t n)
+{
+    char  num[32];
+    int   k;
+
+    k = snprintf(num, sizeof(num), "%zu:", n);
+
+    if (jk_buf_reserve(b, (size_t) k + n + 1) != 0) {
+        return -1;
+    }
+
+    memcpy(b->data + b->len, num, (size_t) k);
+    b->len += (size_t) k;
+    if (n) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+    }
+    b->data[b->len++] = ',';
+
+    return 0;
+}
+
+
+void
+jk_buf_free(jk_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+
+int
+jk_str_eq(const jk_str_t *s, const char *lit)
+{
+    size_t  n = strlen(lit);
+
+    return s->len == n && memcmp(s->p, lit, n) == 0;
+}
+
+
+/* strict decimal: no sign, no leading zero (except "0"), no overflow */
+
+int
+jk_parse_u64(const char *p, size_t n, uint64_t *out)
+{
+    size_t    i;
+    uint64_t  v = 0;
+
+    if (n == 0 || n > 20 || (n > 1 && p[0] == '0')) {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+        if (v > (UINT64_MAX - (uint64_t) (p[i] - '0')) / 10) {
+            return -1;
+        }
+        v = v * 10 + (uint64_t) (p[i] - '0');
+    }
+
+    *out = v;
+
+    return 0;
+}
+
+
+/* stream entry id "MS-SEQ" */
+
+int
+jk_parse_eid(const char *p, size_t n, uint64_t *ms, uint64_t *sq)
+{
+    const char  *dash;
+
+    dash = memchr(p, '-', n);
+    if (dash == NULL) {
+        return -1;
+    }
+
+    if (jk_parse_u64(p, (size_t) (dash - p), ms) != 0) {
+        return -1;
+    }
+
+    return jk_parse_u64(dash + 1, n - (size_t) (dash - p) - 1, sq);
+}
+
+
+/* dates: proleptic Gregorian, days since 1970-01-01 */
+
+static int64_t
+jk_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    int64_t   era;
+    unsigned  yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned) (y - era * 400);
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return era * 146097 + (int64_t) doe - 719468;
+}
+
+
+static void
+jk_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    int64_t   era;
+    unsigned  doe, yoe, doy, mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = (unsigned) (z - era * 146097);
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t) yoe + era * 400 + (*m <= 2);
+}
+
+
+int
+jk_parse_date(const char *s, int64_t *days)
+{
+    int       i;
+    unsigned  y, m, d, mdays;
+    static const unsigned  dim[] = {
+        31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+    };
+
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') {
+        return -1;
+    }
+
+    for (i = 0; i < 10; i++) {
+        if (i != 4 && i != 7 && !isdigit((unsigned char) s[i])) {
+            return -1;
+        }
+    }
+
+    y = (unsigned) ((s[0] - '0') * 1000 + (s[1] - '0') * 100
+                    + (s[2] - '0') * 10 + (s[3] - '0'));
+    m = (unsigned) ((s[5] - '0') * 10 + (s[6] - '0'));
+    d = (unsigned) ((s[8] - '0') * 10 + (s[9] - '0'));
+
+    if (y < 1970 || m < 1 || m > 12 || d < 1) {
+        return -1;
+    }
+
+    mdays = dim[m - 1];
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
+        mdays = 29;
+    }
+
+    if (d > mdays) {
+        return -1;
+    }
+
+    *days = jk_days_from_civil(y, m, d);
+
+    return 0;
+}
+
+
+/*
+ * --from/--to to an inclusive range of stream entry milliseconds.
+ * Without --from the range starts at 0, without --to it is open.
+ */
+
+int
+jk_window(const jk_opts_t *o, int required, uint64_t *from_ms,
+    uint64_t *to_ms, int *windowed)
+{
+    int64_t  from = 0, to = 0;
+
+    if (required && (o->from == NULL || o->to == NULL)) {
+        return jk_usage_err("%s needs --from DATE and --to DATE",
+                            o->command);
+    }
+
+    if (o->from && jk_parse_date(o->from, &from) != 0) {
+        return jk_usage_err("bad --from date \"%s\" (want YYYY-MM-DD)",
+                            o->from);
+    }
+
+    if (o->to && jk_parse_date(o->to, &to) != 0) {
+        return jk_usage_err("bad --to date \"%s\" (want YYYY-MM-DD)",
+                            o->to);
+    }
+
+    if (o->from && o->to && to < from) {
+        return jk_usage_err("--to %s is before --from %s", o->to, o->from);
+    }
+
+    *from_ms = o->from ? (uint64_t) from * 86400000 : 0;
+    *to_ms = o->to ? (uint64_t) (to + 1) * 86400000 - 1 : UINT64_MAX;
+
+    if (windowed) {
+        *windowed = (o->from != NULL || o->to != NULL);
+    }
+
+    return JK_OK;
+}
+
+
+void
+jk_fmt_iso(uint64_t ms, char *out, size_t size)
+{
+    int64_t   y, days;
+    unsigned  m, d, sec;
+
+    days = (int64_t) (ms / 86400000);
+    sec = (unsigned) ((ms % 86400000) / 1000);
+    jk_civil_from_days(days, &y, &m, &d);
+
+    snprintf(out, size, "%04lld-%02u-%02uT%02u:%02u:%02u.%03uZ",
+             (long long) y, m, d, sec / 3600, sec / 60 % 60, sec % 60,
+             (unsigned) (ms % 1000));
+}
+
+
+void
+jk_fmt_day(int64_t days, char *out, size_t size)
+{
+    int64_t   y;
+    unsigned  m, d;
+
+    jk_civil_from_days(days, &y, &m, &d);
+    snprintf(out, size, "%04lld-%02u-%02u", (long long) y, m, d);
+}
+
+
+uint64_t
+jk_now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+
+/* output escaping */
+
+void
+jk_out_json(FILE *f, const char *p, size_t n)
+{
+    size_t         i;
+    unsigned char  c;
+
+    fputc('"', f);
+
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) p[i];
+
+        switch (c) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                fprintf(f, "\\u%04x", c);
+            } else {
+                /* bytes >= 0x80 are passed through (UTF-8 text) */
+                fputc(c, f);
+            }
+        }
+    }
+
+    fputc('"', f);
+}
+
+
+/* RFC 4180 field: quoted when it holds a separator, quote or newline */
+
+void
+jk_out_csv(FILE *f, const char *p, size_t n)
+{
+    size_t  i;
+    int     quote = 0;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] == ',' || p[i] == '"' || p[i] == '\n' || p[i] == '\r') {
+            quote = 1;
+            break;
+        }
+    }
+
+    /* a leading formula character is neutralised for spreadsheets */
+    if (n && (p[0] == '=' || p[0] == '+' || p[0] == '-' || p[0] == '@')) {
+        quote = 1;
+    }
+
+    if (!quote) {
+        fwrite(p, 1, n, f);
+        return;
+    }
+
+    fputc('"', f);
+    if (n && (p[0] == '=' || p[0] == '+' || p[0] == '-' || p[0] == '@')) {
+        fputc('\'', f);
+    }
+
+    for (i = 0; i < n; i++) {
+        if (p[i] == '"') {
+            fputc('"', f);
+        }
+        fputc(p[i], f);
+    }
+
+    fputc('"', f);
+}
+
+
+/* a markdown table cell: no pipes, no newlines, no raw HTML */
+
+void
+jk_out_md(FILE *f, const char *p, size_t n)
+{
+    size_t         i;
+    unsigned char  c;
+
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) p[i];
+
+        if (c == '|' || c == '\\' || c == '*' || c == '_' || c == '`'
+            || c == '[' || c == ']')
+        {
+            fputc('\\', f);
+            fputc(c, f);
+
+        } else if (c == '<') {
+            fputs("&lt;", f);
+
+        } else if (c < 0x20 || c == 0x7f) {
+            fputc(' ', f);
+
+        } else {
+            fputc(c, f);
+        }
+    }
+}
+
+
+int
+jk_out_finish(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        jk_err("cannot write output: %s", strerror(errno));
+        return JK_ERR;
+    }
+
+    return JK_OK;
+}
+
+
+/* names */
+
+int
+jk_valid_agency(const char *s, char *lower, size_t size)
+{
+    size_t  i, n = strlen(s);
+
+    if (n == 0 || n > JK_AGENCY_MAX || n >= size) {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        unsigned char  c = (unsigned char) tolower((unsigned char) s[i]);
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+              || (i > 0 && (c == '.' || c == '_' || c == '-'))))
+        {
+            return -1;
+        }
+
+        lower[i] = (char) c;
+    }
+
+    lower[n] = '\0';
+
+    return 0;
+}
+
+
+int
+jk_valid_operator(const char *s)
+{
+    size_t  i, n = strlen(s);
+
+    if (n == 0 || n > JK_OPERATOR_MAX) {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        unsigned char  c = (unsigned char) s[i];
+
+        if (!(isalnum(c) || c == '.' || c == '_' || c == '-')) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* hash table: chained, FNV-1a, doubles when the load passes 1 */
+
+static uint64_t
+jk_hash(const char *p, size_t n)
+{
+    uint64_t  h = 14695981039346656037ULL;
+
+    while (n--) {
+        h ^= (unsigned char) *p++;
+        h *= 1099511628211ULL;
+    }
+
+    return h;
+}
+
+
+int
+jk_ht_init(jk_ht_t *ht, size_t hint)
+{
+    size_t  n = 16;
+
+    while (n < hint) {
+        n *= 2;
+    }
+
+    ht->bucket = calloc(n, sizeof(jk_hent_t *));
+    if (ht->bucket == NULL) {
+        jk_err("out of memory");
+        return -1;
+    }
+
+    ht->nbuckets = n;
+    ht->count = 0;
+
+    return 0;
+}
+
+
+jk_hent_t *
+jk_ht_find(jk_ht_t *ht, const char *key, size_t len)
+{
+    uint64_t    h = jk_hash(key, len);
+    jk_hent_t  *e;
+
+    for (e = ht->bucket[h & (ht->nbuckets - 1)]; e; e = e->next) {
+        if (e->hash == h && e->klen == len && memcmp(e->key, key, len) == 0)
+        {
+            return e;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+jk_ht_grow(jk_ht_t *ht)
+{
+    size_t       i, n = ht->nbuckets * 2;
+    jk_hent_t  **b, *e, *next;
+
+    b = calloc(n, sizeof(jk_hent_t *));
+    if (b == NULL) {
+        return;     /* keep the longer chains, still correct */
+    }
+
+    for (i = 0; i < ht->nbuckets; i++) {
+        for (e = ht->bucket[i]; e; e = next) {
+            next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+        }
+    }
+
+    free(ht->bucket);
+    ht->bucket = b;
+    ht->nbuckets = n;
+}
+
+
+/* find or insert (with n = 0, ptr = NULL) */
+
+jk_hent_t *
+jk_ht_get(jk_ht_t *ht, const char *key, size_t len)
+{
+    jk_hent_t  *e;
+
+    e = jk_ht_find(ht, key, len);
+    if (e) {
+        return e;
+    }
+
+    if (len > SIZE_MAX - sizeof(jk_hent_t) - 1) {
+        jk_err("out of memory");
+        return NULL;
+    }
+
+    e = malloc(sizeof(jk_hent_t) + len + 1);
+    if (e == NULL) {
+        jk_err("out of memory");
+        return NULL;
+    }
+
+    e->hash = jk_hash(key, len);
+    e->n = 0;
+    e->ptr = NULL;
+    e->klen = len;
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+
+    if (ht->count >= ht->nbuckets) {
+        jk_ht_grow(ht);
+    }
+
+    e->next = ht->bucket[e->hash & (ht->nbuckets - 1)];
+    ht->bucket[e->hash & (ht->nbuckets - 1)] = e;
+    ht->count++;
+
+    return e;
+}
+
+
+static int
+jk_hent_cmp(const void *a, const void *b)
+{
+    const jk_hent_t  *x = *(const jk_hent_t * const *) a;
+    const jk_hent_t  *y = *(const jk_hent_t * const *) b;
+    size_t            n = x->klen < y->klen ? x->klen : y->klen;
+    int               r;
+
+    r = memcmp(x->key, y->key, n);
+    if (r) {
+        return r;
+    }
+
+    return (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+
+/* all entries, sorted by key bytes; the caller frees the array */
+
+jk_hent_t **
+jk_ht_sorted(jk_ht_t *ht)
+{
+    size_t       i, k = 0;
+    jk_hent_t  **all, *e;
+
+    all = malloc((ht->count + 1) * sizeof(jk_hent_t *));
+    if (all == NULL) {
+        jk_err("out of memory");
+        return NULL;
+    }
+
+    for (i = 0; i < ht->nbuckets; i++) {
+        for (e = ht->bucket[i]; e; e = e->next) {
+            all[k++] = e;
+        }
+    }
+
+    qsort(all, k, sizeof(jk_hent_t *), jk_hent_cmp);
+    all[k] = NULL;
+
+    return all;
+}
+
+
+void
+jk_ht_free(jk_ht_t *ht, void (*free_ptr)(void *))
+{
+    size_t      i;
+    jk_hent_t  *e, *next;
+
+    if (ht->bucket == NULL) {
+        return;
+    }
+
+    for (i = 0; i < ht->nbuckets; i++) {
+        for (e = ht->bucket[i]; e; e = next) {
+            next = e->next;
+            if (free_ptr && e->ptr) {
+                free_ptr(e->ptr);
+            }
+            free(e);
+        }
+    }
+
+    free(ht->bucket);
+    ht->bucket = NULL;
+    ht->nbuckets = 0;
+    ht->count = 0;
+}

@@ -1,0 +1,555 @@
+#!/usr/bin/perl
+
+# jukictl against a private Redis: a synthetic audit trail written by a
+# Perl reference implementation of docs/audit.md, then verify (intact and
+# tampered), report, disclose, stop/resume, usage errors.
+#
+# Env: TEST_NGINX_REDIS_PORT (required), TEST_NGINX_REDIS_HOST
+# (127.0.0.1), TEST_JUKICTL_DB (database number, default 13; it is
+# flushed), JUKICTL (binary, default jukictl/jukictl).
+
+use strict;
+use warnings;
+
+use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use JSON::PP;
+use POSIX qw(strftime);
+use Test::More;
+
+use lib dirname(__FILE__) . '/jukictl';
+use JukiRef;
+
+my $port = $ENV{TEST_NGINX_REDIS_PORT};
+plan skip_all => 'TEST_NGINX_REDIS_PORT is not set (make test sets it to a '
+               . 'private Redis)' unless $port;
+
+my $host = $ENV{TEST_NGINX_REDIS_HOST} || '127.0.0.1';
+my $db = $ENV{TEST_JUKICTL_DB} // 13;
+my $bin = $ENV{JUKICTL} || 'jukictl/jukictl';
+-x $bin or BAIL_OUT("$bin is not built");
+
+my $dir = tempdir(CLEANUP => 1);
+
+sub write_file {
+    my ($name, $data) = @_;
+    open my $f, '>', "$dir/$name" or die $!;
+    binmode $f;
+    print $f $data;
+    close $f;
+    return "$dir/$name";
+}
+
+sub raw_key { join '', map { chr(($_[0] * 31 + $_ * 7) % 256) } 1 .. $_[1] }
+
+my $path_a = write_file('a.key', raw_key(1, 32));
+my $path_b = write_file('b.key', raw_key(2, 48));
+my $path_short = write_file('short.key', raw_key(3, 31));
+my $ka = JukiRef::key(raw_key(1, 32));
+my $kb = JukiRef::key(raw_key(2, 48));
+
+my $redis = JukiRef->connect($host, $port, $db);
+
+# run jukictl; returns (exit status, stdout, stderr)
+sub jk {
+    my (@args) = @_;
+    my $stdin = ref $args[-1] eq 'SCALAR' ? ${ pop @args } : '';
+    my $in = write_file('stdin', $stdin);
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        $ENV{JUKI_REDIS} = "$host:$port";
+        $ENV{JUKI_REDIS_DB} = $db;
+        delete $ENV{$_} for qw(JUKI_AUDIT_KEY JUKI_REDIS_PASSWORD
+                               JUKI_REDIS_USER);
+        open STDIN, '<', $in or die;
+        open STDOUT, '>', "$dir/out" or die;
+        open STDERR, '>', "$dir/err" or die;
+        exec $bin, @args or exit 127;
+    }
+    waitpid $pid, 0;
+    my $rc = $? >> 8;
+    local $/;
+    open my $o, '<', "$dir/out" or die;
+    open my $e, '<', "$dir/err" or die;
+    return ($rc, scalar(<$o> // ''), scalar(<$e> // ''));
+}
+
+# the trail: two days ago and yesterday (UTC), 4 writers (one with the
+# second key), 3 agencies plus unknown-agency records, 6 resident codes
+
+my $day_ms = 86400000;
+my $today = int(time() * 1000 / $day_ms);
+my ($day1, $day2) = map { strftime('%Y-%m-%d', gmtime(($today - $_) * 86400)) }
+                    2, 1;
+my @codes = ('', map { sprintf('%012d', 100000000001 * $_) } 1 .. 6);
+my @agencies = (
+    [ 'pension-service', 'national', [ 'pension.benefit',
+                                       'pension.survivor' ] ],
+    [ 'city-a', 'municipality', [ 'tax.local' ] ],
+    [ 'pref.b', 'prefecture', [ 'tax.local', 'election.roll' ] ],
+);
+my %statute = (
+    'pension.benefit' => 'Basic Resident Registration Act, Annex 1, item 1',
+    'pension.survivor' => 'Annex 1, item 2 "survivor" | pensions',
+    'tax.local' => 'Local Tax Act, art. 5',
+);
+
+sub build {
+    my (%o) = @_;
+    srand($o{seed} // 42);
+    my @w = map { JukiRef::writer(sprintf('%016x', 0x5eed00 + $_),
+                                  $_ == 3 ? $kb : $ka) } 0 .. 3;
+    my $r1 = JukiRef::trail(requests => 150, writers => \@w,
+                            agencies => \@agencies, codes => \@codes,
+                            start_ms => ($today - 2) * $day_ms + 3600000);
+    my $r2 = JukiRef::trail(requests => 250, writers => \@w,
+                            agencies => \@agencies, codes => \@codes,
+                            start_ms => ($today - 1) * $day_ms + 3600000);
+    return [ @$r1, @$r2 ];
+}
+
+sub load {
+    my ($recs) = @_;
+    $redis->cmd('FLUSHDB');
+    $redis->cmd('HSET', 'juki:purposes', %statute);
+    $redis->load($recs);
+}
+
+sub find_rec {
+    my ($recs, $writer, $seq) = @_;
+    for my $i (0 .. $#$recs) {
+        return $i if $recs->[$i]{writer} eq $writer
+                     && $recs->[$i]{seq} == $seq;
+    }
+    die "no record $writer/$seq";
+}
+
+sub find_audit {
+    my ($recs, $writer, $min) = @_;
+    for my $i (0 .. $#$recs) {
+        return $i if $recs->[$i]{writer} eq $writer
+                     && $recs->[$i]{seq} >= $min
+                     && $recs->[$i]{type} eq 'audit';
+    }
+    die "no audit record $writer/$min+";
+}
+
+my $recs = build();
+my $nrec = @$recs;
+my $w0 = sprintf('%016x', 0x5eed00);
+my $w1 = sprintf('%016x', 0x5eed01);
+
+# --- verify, intact ---
+
+load($recs);
+my ($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b);
+is($rc, 0, 'verify: intact trail passes') or diag $err;
+like($out, qr/ok: $nrec records .* in 4 streams, 4 writers/,
+     'verify: counts records, streams, writers');
+
+($rc, $out, $err) = jk('verify', '--key', $path_a);
+is($rc, 1, 'verify: a writer under an unknown key fails');
+like($err, qr/^jukictl:\ verify:\ \S+\ entry\ \d+-\d+\ writer\ 00000000005eed03
+                \ seq\ \d+:\ unknown\ kid$/x,
+     'verify: names the unknown kid');
+
+($rc, $out, $err) = jk('verify', '--from', $day2, '--key', $path_a,
+                       '--key', $path_b);
+is($rc, 0, 'verify --from: chains beginning inside the window pass')
+    or diag $err;
+like($out, qr/4 chains begin inside the window/, 'verify --from: says so');
+
+($rc, $out, $err) = jk('verify', '--from', $day1, '--to', $day1, '--key',
+                       $path_a, '--key', $path_b);
+is($rc, 0, 'verify --from --to: the first day alone passes') or diag $err;
+
+# --- verify, tampered: each on a fresh copy of the trail ---
+
+sub tampered {
+    my ($name, $edit, $want, @extra) = @_;
+    my $copy = build();
+    $edit->($copy);
+    # entry ids stay increasing per stream, as XADD requires
+    my %last;
+    for my $x (@$copy) {
+        my ($ms, $sq) = split /-/, $x->{id};
+        my $l = $last{ $x->{stream} };
+        ($ms, $sq) = ($l->[0], $l->[1] + 1)
+            if $l && ($ms < $l->[0] || ($ms == $l->[0] && $sq <= $l->[1]));
+        $x->{id} = "$ms-$sq";
+        $last{ $x->{stream} } = [ $ms, $sq ];
+    }
+    load($copy);
+    my ($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b,
+                              @extra);
+    is($rc, 1, "verify: $name is detected");
+    like($err, $want, "verify: $name is named") or diag $err;
+    is(scalar(() = $err =~ /\n/g), 1, "verify: $name: one line");
+}
+
+my $edit_seq = $recs->[find_audit($recs, $w0, 20)]{seq};
+tampered('an edited field', sub {
+    my ($r) = @_;
+    my $i = find_audit($r, $w0, 20);
+    JukiRef::set_field($r->[$i], 'uri', '/v1/residents/other');
+}, qr/^jukictl:\ verify:\ juki:\{[^}]+\}:audit\ entry\ \d+-\d+
+      \ writer\ $w0\ seq\ $edit_seq:\ bad\ mac$/x);
+
+tampered('an edited decision', sub {
+    my ($r) = @_;
+    for my $x (@$r) {
+        next unless $x->{writer} eq $w1 && $x->{type} eq 'audit'
+                    && JukiRef::field($x, 'decision') ne 'allow'
+                    && $x->{seq} > 30;
+        JukiRef::set_field($x, 'decision', 'allow');
+        return;
+    }
+    die;
+}, qr/writer $w1 seq \d+: bad dmac$/);
+
+tampered('a record deleted from the middle', sub {
+    my ($r) = @_;
+    splice @$r, find_rec($r, $w0, 33), 1;
+}, qr/writer $w0 seq 34: seq gap 33\.\.33 missing$/);
+
+tampered('two records swapped', sub {
+    my ($r) = @_;
+    # two consecutive records of one writer in the same stream: swap the
+    # contents of the two entries
+    for my $i (0 .. $#$r) {
+        next unless $r->[$i]{writer} eq $w1 && $r->[$i]{seq} > 40;
+        for my $j ($i + 1 .. $#$r) {
+            next unless $r->[$j]{writer} eq $w1;
+            last unless $r->[$j]{stream} eq $r->[$i]{stream};
+            ($r->[$i]{fields}, $r->[$j]{fields})
+                = ($r->[$j]{fields}, $r->[$i]{fields});
+            return;
+        }
+    }
+    die;
+}, qr/writer $w1 seq \d+: seq out of order \(after seq \d+ in this stream\)$/);
+
+my $forge_i = find_audit($recs, $w0, 50);
+my $forge_seq = $recs->[$forge_i]{seq} + 1;
+tampered('a forged record', sub {
+    my ($r) = @_;
+    my $i = find_audit($r, $w0, 50);
+    my %f = @{ $r->[$i]{fields} };
+    my @f = @{ $r->[$i]{fields} };
+    my %new = (id => "$w0-$forge_seq", seq => $forge_seq, prev => $f{mac},
+               mac => 'ab' x 32, subject => '');
+    for (my $k = 0; $k < @f; $k += 2) {
+        $f[$k + 1] = $new{$f[$k]} if exists $new{$f[$k]};
+    }
+    splice @$r, $i + 1, 0, { %{ $r->[$i] }, fields => \@f };
+}, qr/writer $w0 seq $forge_seq: bad mac$/);
+
+tampered('a record replayed into another stream', sub {
+    my ($r) = @_;
+    my $i = find_rec($r, $w0, 10);
+    my $x = { %{ $r->[$i] } };
+    $x->{stream} = 'juki:{zz-copy}:audit';
+    $x->{id} = ($today - 1) * $day_ms + 7200000 . '-0';
+    push @$r, $x;
+}, qr/juki:\{zz-copy\}:audit\ entry\ \d+-0\ writer\ $w0\ seq\ 10:
+      \ record\ in\ the\ wrong\ stream\ for\ its\ agency$/x);
+
+tampered('a field added to a record', sub {
+    my ($r) = @_;
+    push @{ $r->[find_rec($r, $w1, 12)]{fields} }, 'note', 'hello';
+}, qr/writer $w1 seq 12: malformed record \(wrong field list\)$/);
+
+tampered('a record deleted inside a window', sub {
+    my ($r) = @_;
+    for my $x (@$r) {
+        next unless $x->{writer} eq $w0 && $x->{seq} > 1
+                    && $x->{id} =~ /^(\d+)-/ && $1 >= ($today - 1) * $day_ms
+                    && $x->{id} !~ /^9/;
+        my $s = $x->{seq} + 5;
+        @$r = grep { !($_->{writer} eq $w0 && $_->{seq} == $s) } @$r;
+        return;
+    }
+    die;
+}, qr/writer $w0 seq \d+: seq gap \d+\.\.\d+ missing$/, '--from', $day2);
+
+tampered('a record replayed at the end of its stream', sub {
+    my ($r) = @_;
+    my $x = { %{ $r->[find_audit($r, $w1, 15)] } };
+    $x->{id} = ($today - 1) * $day_ms + 80000000 . '-0';
+    push @$r, $x;
+}, qr/writer $w1 seq \d+: seq repeat$/);
+
+# cross-stream skew: a record ahead of its predecessor by 2 s of entry
+# time (a clock stepped back) passes by default, not with --max-skew 1000
+{
+    my $w = JukiRef::writer('00000000000dead1', $ka);
+    my $t = ($today - 1) * $day_ms + 5000000;
+    my @r;
+    for my $s (1 .. 6) {
+        my $ag = $s % 2 ? 'city-a' : 'pref.b';
+        push @r, { stream => "juki:{$ag}:audit",
+                   fields => JukiRef::record($w, 'audit', ts => $t,
+                       node => 'gw', agency => $ag, kind => 'municipality',
+                       cert => '', operator => 'op', purpose => 'tax.local',
+                       subject => '', method => 'GET', uri => '/v1/',
+                       decision => 'allow') };
+    }
+    # seq 3 and 5 land 2 s late in their stream
+    $r[$_]{id} = ($t + 100 * $_) . '-0' for 0 .. 5;
+    $r[2]{id} = ($t + 2500) . '-0';
+    $r[4]{id} = ($t + 2600) . '-0';
+    $redis->cmd('FLUSHDB');
+    $redis->load(\@r);
+    ($rc, $out, $err) = jk('verify', '--key', $path_a);
+    is($rc, 0, 'verify: records 2 s out of order across streams pass')
+        or diag $err;
+    like($out, qr/waited for a predecessor/, 'verify: the reorder buffer');
+    ($rc, $out, $err) = jk('verify', '--key', $path_a, '--max-skew', 1000);
+    is($rc, 1, 'verify --max-skew 1000: the same is a gap');
+    like($err, qr/writer 00000000000dead1 seq 6: seq gap 5\.\.5 missing$/,
+         'verify --max-skew: names it');
+}
+
+# --- report ---
+
+load($recs);
+
+my (%prov, %deny, $nprov, $ndeny);
+for my $x (@$recs) {
+    next unless $x->{type} eq 'audit';
+    my ($ag, $pu, $de) = map { JukiRef::field($x, $_) }
+                         qw(agency purpose decision);
+    if ($de eq 'allow') { $prov{"$ag|$pu"}++; $nprov++ }
+    else { $deny{"$ag|" . substr($de, 5)}++; $ndeny++ }
+}
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                       '--format', 'json');
+is($rc, 0, 'report json: exit 0') or diag $err;
+my $j = eval { decode_json($out) };
+ok($j, 'report json: parses') or diag $@;
+is($j->{totals}{provisions}, $nprov, 'report json: total provisions');
+is($j->{totals}{denials}, $ndeny, 'report json: total denials');
+is_deeply({ map { ("$_->{agency}|$_->{purpose}" => $_->{count}) }
+            @{ $j->{provisions} } }, \%prov,
+          'report json: provisions per agency and purpose');
+is_deeply({ map { ("$_->{agency}|$_->{reason}" => $_->{count}) }
+            @{ $j->{denials} } }, \%deny,
+          'report json: denials per agency and reason');
+is((grep { $_->{purpose} eq 'pension.survivor' } @{ $j->{provisions} })[0]
+   {statute}, $statute{'pension.survivor'}, 'report json: statute text');
+
+# RFC 4180 rows (the fields here hold no line breaks)
+sub csv_rows {
+    my ($text) = @_;
+    my @rows;
+    for my $line (split /\r\n/, $text) {
+        my @f;
+        while ($line =~ /\G(?:"((?:[^"]|"")*)"|([^,"]*))(,|\z)/g) {
+            my ($quoted, $plain, $sep) = ($1, $2, $3);
+            push @f, defined $quoted ? ($quoted =~ s/""/"/gr) : $plain;
+            last if $sep eq '';
+        }
+        push @rows, \@f;
+    }
+    return @rows;
+}
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                       '--format', 'csv');
+is($rc, 0, 'report csv: exit 0');
+my @rows = csv_rows($out);
+is_deeply($rows[0], [qw(section agency purpose statute reason count)],
+          'report csv: header row');
+my (%cp, %cd);
+for my $row (@rows[1 .. $#rows]) {
+    $cp{"$row->[1]|$row->[2]"} = $row->[5] if $row->[0] eq 'provision';
+    $cd{"$row->[1]|$row->[4]"} = $row->[5] if $row->[0] eq 'denial';
+}
+is_deeply(\%cp, \%prov, 'report csv: provisions');
+is_deeply(\%cd, \%deny, 'report csv: denials');
+ok((grep { $_->[3] eq $statute{'pension.survivor'} } @rows),
+   'report csv: a quoted statute survives');
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2);
+is($rc, 0, 'report md: exit 0');
+like($out, qr/^# Provision of resident registry information/m,
+     'report md: title');
+like($out, qr/Period: $day1 to $day2/, 'report md: period');
+like($out, qr/\| \*\*Total\*\* \| \| \| \*\*$nprov\*\* \|/,
+     'report md: provisions total');
+like($out, qr/\| \*\*Total\*\* \| \| \*\*$ndeny\*\* \|/,
+     'report md: denials total');
+like($out, qr/"survivor" \\\| pensions/, 'report md: pipe escaped');
+
+($rc, $out, $err) = jk('report', '--from', $day2, '--to', $day2,
+                       '--format', 'json');
+$j = decode_json($out);
+my $n2 = grep { $_->{type} eq 'audit' && JukiRef::field($_, 'decision') eq
+                'allow' && $_->{id} =~ /^(\d+)/
+                && $1 >= ($today - 1) * $day_ms }
+         @$recs;
+is($j->{totals}{provisions}, $n2, 'report: the window is by entry time');
+
+($rc, $out) = jk('report', '--from', '2001-01-01', '--to', '2001-12-31',
+                 '--format', 'json');
+is(decode_json($out)->{totals}{provisions}, 0, 'report: empty period');
+
+# --- disclose ---
+
+my $code = $codes[3];
+my @want = sort map { my $x = $_;
+                      join '|', map { JukiRef::field($x, $_) }
+                                qw(ts agency purpose decision) }
+           grep { $_->{type} eq 'audit' && $_->{resident} eq $code } @$recs;
+ok(@want > 5, 'disclose: the resident has accesses (' . @want . ')');
+
+($rc, $out, $err) = jk('disclose', '--resident-code', $code, '--format',
+                       'json', '--key', $path_a, '--key', $path_b);
+is($rc, 0, 'disclose json: exit 0') or diag $err;
+$j = decode_json($out);
+is($j->{count}, scalar @want, 'disclose: exactly the accesses of one code');
+
+sub iso_ms {
+    my ($s) = @_;
+    my ($y, $mo, $d, $h, $mi, $se, $ms) =
+        $s =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z$/
+        or return -1;
+    require Time::Local;
+    return Time::Local::timegm($se, $mi, $h, $d, $mo - 1, $y) * 1000 + $ms;
+}
+
+is_deeply([ sort map { join '|', iso_ms($_->{time}),
+                        @$_{qw(agency purpose decision)} }
+            @{ $j->{accesses} } ], \@want,
+          'disclose: time, agency, purpose, decision match');
+unlike($out, qr/$code/, 'disclose: the resident code is not printed');
+unlike($out, qr/"op\d+"|operator/, 'disclose: operator ids withheld');
+
+($rc, $out) = jk('disclose', '--resident-code', $code, '--format', 'json',
+                 '--key', $path_a);
+my $only_a = grep { $_->{type} eq 'audit' && $_->{resident} eq $code
+                    && $_->{key} == $ka } @$recs;
+is(decode_json($out)->{count}, $only_a,
+   'disclose: with one key, the records under that key');
+
+($rc, $out, $err) = jk('disclose', '--resident-code', '-', '--key', $path_a,
+                       '--key', $path_b, \"$code\n");
+is($rc, 0, 'disclose md: code from stdin');
+like($out, qr/Requests about you: ${\ scalar @want}/, 'disclose md: count');
+unlike($out, qr/$code/, 'disclose md: the code is not printed');
+
+($rc, $out) = jk('disclose', '--resident-code', $code, '--format', 'csv',
+                 '--from', $day2, '--key', $path_a, '--key', $path_b);
+@rows = csv_rows($out);
+is_deeply($rows[0], [qw(time agency purpose statute decision)],
+          'disclose csv: header');
+is(@rows - 1, scalar(grep { (split /\|/)[0] >= ($today - 1) * $day_ms } @want),
+   'disclose csv --from: the window');
+
+($rc, $out) = jk('disclose', '--resident-code', '999999999999', '--format',
+                 'json', '--key', $path_a);
+is(decode_json($out)->{count}, 0, 'disclose: an unknown code has none');
+
+# --- stop / resume ---
+
+($rc, $out, $err) = jk('stop', '--reason', 'leak suspected', '--key',
+                       $path_a);
+is($rc, 0, 'stop: global') or diag $err;
+is($redis->cmd('GET', 'juki:stop'), 'leak suspected', 'stop: juki:stop set');
+($rc) = jk('stop', '--agency', 'City-A', '--reason', 'audit', '--key',
+           $path_a);
+is($redis->cmd('GET', 'juki:{city-a}:stop'), 'audit',
+   'stop --agency: lower-cased key set');
+($rc) = jk('stop', '--agency', 'city-a', '--operator', 'Op.7', '--reason',
+           'odd pattern', '--key', $path_a);
+is($redis->cmd('GET', 'juki:{city-a}:stop:op:Op.7'), 'odd pattern',
+   'stop --operator: key set');
+
+($rc, $out) = jk('status');
+is($rc, 0, 'status: exit 0');
+like($out, qr/global .* leak suspected/, 'status: global switch');
+like($out, qr/agency +city-a +audit/, 'status: agency switch');
+like($out, qr{operator +city-a/Op\.7 +odd pattern}, 'status: operator switch');
+like($out, qr/ping +[\d.]+ ms/, 'status: ping');
+like($out, qr/role +master/, 'status: role');
+
+my $ctl = $redis->cmd('XREVRANGE', 'juki:{city-a}:audit', '+', '-', 'COUNT',
+                      1);
+my %cf = @{ $ctl->[0][1] };
+is_deeply([ @cf{qw(phase action scope agency operator reason seq prev)} ],
+          [ 'control', 'stop', 'operator', 'city-a', 'Op.7', 'odd pattern',
+            1, '' ], 'stop: control record fields');
+is($cf{kid}, $ka->{kid}, 'stop: control record kid');
+
+($rc) = jk('resume', '--agency', 'city-a', '--operator', 'Op.7', '--key',
+           $path_a);
+is($rc, 0, 'resume --operator');
+is($redis->cmd('EXISTS', 'juki:{city-a}:stop:op:Op.7'), 0,
+   'resume: operator key deleted');
+($rc) = jk('resume', '--reason', 'all clear', '--key', $path_a);
+is($redis->cmd('EXISTS', 'juki:stop'), 0, 'resume: global key deleted');
+my $g = $redis->cmd('XREVRANGE', 'juki:{_}:audit', '+', '-', 'COUNT', 1);
+%cf = @{ $g->[0][1] };
+is("$cf{action} $cf{scope} $cf{reason}", 'resume global all clear',
+   'resume: control record in juki:{_}:audit');
+
+($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b);
+is($rc, 0, 'verify: trail plus control records passes') or diag $err;
+like($out, qr/\(\d+ audit, \d+ completion, 5 control\)/,
+     'verify: control records counted');
+
+# --- usage errors: exit 2, one line ---
+
+for my $case (
+    [ 'no command' ],
+    [ 'unknown command', 'frobnicate' ],
+    [ 'unknown option', 'status', '--bogus' ],
+    [ 'option of another command', 'status', '--reason', 'x' ],
+    [ 'missing value', 'report', '--from' ],
+    [ 'report without --to', 'report', '--from', $day1 ],
+    [ 'bad date', 'report', '--from', '2024-02-30', '--to', '2024-03-01' ],
+    [ 'reversed dates', 'report', '--from', $day2, '--to', $day1 ],
+    [ 'bad format', 'report', '--from', $day1, '--to', $day2, '--format',
+      'xml' ],
+    [ 'stop without reason', 'stop', '--key', $path_a ],
+    [ 'operator without agency', 'stop', '--operator', 'x', '--reason',
+      'r', '--key', $path_a ],
+    [ 'bad agency', 'stop', '--agency', 'a b', '--reason', 'r', '--key',
+      $path_a ],
+    [ 'short key', 'verify', '--key', $path_short ],
+    [ 'missing key file', 'verify', '--key', "$dir/nonexistent" ],
+    [ 'no key', 'verify' ],
+    [ 'disclose without code', 'disclose', '--key', $path_a ],
+    [ 'empty code', 'disclose', '--resident-code', '', '--key', $path_a ],
+    [ 'bad db', 'status', '--db', 'x' ],
+    [ 'bad address', 'status', '--redis', 'localhost:99999' ],
+) {
+    my ($name, @args) = @$case;
+    ($rc, $out, $err) = jk(@args);
+    is($rc, 2, "usage: $name exits 2");
+    like($err, qr/\Ajukictl: [^\n]+\n\z/, "usage: $name: one line");
+}
+
+($rc, $out, $err) = jk('verify', '--help');
+is($rc, 0, 'verify --help exits 0');
+like($out, qr/usage: jukictl verify/, 'verify --help');
+
+# --- unreachable Redis ---
+
+for my $cmd ([ 'status' ], [ 'verify', '--key', $path_a ],
+             [ 'report', '--from', $day1, '--to', $day2 ],
+             [ 'stop', '--reason', 'x', '--key', $path_a ]) {
+    ($rc, $out, $err) = jk(@$cmd, '--redis', '127.0.0.1:1');
+    is($rc, 2, "unreachable Redis: $cmd->[0] exits 2");
+    like($err,
+         qr/\Ajukictl:\ cannot\ connect\ to\ Redis\ at\ 127\.0\.0\.1:1:\ [^\n]+\n\z/x,
+         "unreachable Redis: $cmd->[0] says so");
+}
+
+($rc, $out, $err) = jk('status', '--redis', "unix:$dir/nosuch.sock");
+is($rc, 2, 'unreachable unix socket exits 2');
+
+$redis->cmd('FLUSHDB');
+
+done_testing();
