@@ -11,7 +11,7 @@ MODULE_CFLAGS := -O2 -g -Wall -Wextra -Werror -fstack-protector-strong \
                  -D_FORTIFY_SOURCE=2
 
 .PHONY: all deps module jukictl test test-valgrind test-hup run stop \
-        bench clean
+        bench faults invariant clean
 
 all: module jukictl
 
@@ -54,6 +54,18 @@ run: all
 
 stop:
 	scripts/stop.sh
+
+bench: module
+	@scripts/deps.sh bench
+	JUKI_MODULE=$(MODULE) bench/run.sh
+
+faults: module
+	@scripts/deps.sh bench
+	JUKI_MODULE=$(MODULE) bench/faults.sh
+
+invariant: module
+	@scripts/deps.sh bench
+	JUKI_MODULE=$(MODULE) bench/invariant.sh
 
 clean:
 	rm -rf $(BUILD) t/servroot

@@ -14,6 +14,9 @@ port=${TEST_NGINX_REDIS_PORT:-16379}
 
 cleanup() {
     scripts/redis.sh stop "$work/redis" "$port" >/dev/null 2>&1 || true
+    # the second Redis of the fault tests (t/juki/JukiTest.pm)
+    scripts/redis.sh stop "$work/redis-2" "$((port + 2))" >/dev/null 2>&1 \
+        || true
     if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi
 }
 trap cleanup EXIT

@@ -593,7 +593,8 @@ ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
     ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_COMPLETION,
                             "a completion record was not written: %*s",
                             reply && reply->type == REDIS_REPLY_ERROR
-                            ? (size_t) ngx_min(reply->len, 200) : 9,
+                            ? (size_t) ngx_min(reply->len, 200)
+                            : sizeof("no reply") - 1,
                             reply && reply->type == REDIS_REPLY_ERROR
                             ? reply->str : "no reply");
 

@@ -25,7 +25,7 @@
 
 #define NGX_HTTP_JUKI_BACKOFF_MIN     100
 #define NGX_HTTP_JUKI_BACKOFF_MAX     1000
-#define NGX_HTTP_JUKI_RETRY_ON_DEMAND 100
+#define NGX_HTTP_JUKI_RETRY_ON_DEMAND 10
 
 
 static void ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc);
@@ -232,9 +232,9 @@ ngx_http_juki_redis_pick(ngx_log_t *log)
     }
 
     /*
-     * none is up: a request may start a connect itself, a few times a
-     * second at most, so that service returns as soon as Redis does,
-     * without a flood of requests becoming a flood of connects
+     * none is up: a request may start a connect itself, every 10 ms at
+     * most, so that service returns as soon as Redis does, without a flood
+     * of requests becoming a flood of connects
      */
 
     for (i = 0; i < ngx_http_juki_nconns; i++) {

@@ -10,8 +10,11 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-our @EXPORT = qw(juki_env redis redis_flush audit_records backend_hits
-                 http_config client_config juki_defaults);
+use POSIX ();
+our @EXPORT = qw(juki_env redis redis_flush redis_reset audit_records
+                 backend_hits http_config client_config juki_defaults
+                 redis2 redis2_start redis2_stop redis2_kill redis2_pause later
+                 jukictl check_record);
 
 sub juki_env {
     my $name = shift;
@@ -50,6 +53,103 @@ sub redis_raw {
 }
 
 sub redis_flush { redis('FLUSHALL'); }
+
+# between blocks: lift every stop switch and forget every rate limit, but
+# keep the trail
+sub redis_reset {
+    for my $pattern ('juki:*stop*', 'juki:*:rl*') {
+        my @keys = grep { length } redis_raw('--scan', '--pattern', $pattern);
+        redis('DEL', @keys) if @keys;
+    }
+}
+
+# a second Redis for the fault tests, started and killed by the tests
+$ENV{TEST_NGINX_REDIS2_PORT} ||= juki_env('TEST_NGINX_REDIS_PORT') + 2;
+
+sub redis2 { return '127.0.0.1:' . $ENV{TEST_NGINX_REDIS2_PORT} }
+
+sub redis2_dir { return juki_env('TEST_NGINX_REDIS_DIR') . '-2' }
+
+sub redis2_start {
+    system('scripts/redis.sh', 'start', redis2_dir(),
+           $ENV{TEST_NGINX_REDIS2_PORT}) == 0
+        or die "cannot start the second redis\n";
+}
+
+sub redis2_stop {
+    system("scripts/redis.sh stop '" . redis2_dir() . "' "
+           . "$ENV{TEST_NGINX_REDIS2_PORT} >/dev/null 2>&1");
+}
+
+sub redis2_pause {
+    my $ms = shift;
+    system('redis-cli', '-p', $ENV{TEST_NGINX_REDIS2_PORT}, 'CLIENT', 'PAUSE',
+           $ms, 'ALL') == 0 or die "cannot pause the second redis\n";
+}
+
+sub redis2_kill {
+    my $pidfile = redis2_dir() . '/redis.pid';
+    open(my $fh, '<', $pidfile) or return;
+    my $pid = <$fh>;
+    close $fh;
+    chomp $pid;
+    kill 'KILL', $pid if $pid;
+    select(undef, undef, undef, 0.1);
+}
+
+# runs CODE in a child after SECONDS, while the block's requests go on
+my @children;
+
+sub later {
+    my ($seconds, $code) = @_;
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        select(undef, undef, undef, $seconds);
+        $code->();
+        POSIX::_exit(0);
+    }
+    push @children, $pid;
+}
+
+END { waitpid($_, 0) for @children; }
+
+sub jukictl {
+    my @args = @_;
+    my $bin = juki_env('JUKICTL');
+    my $out = `'$bin' --redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} --key '$ENV{TEST_NGINX_AUDIT_KEY}' @args 2>&1`;
+    return ($? >> 8, $out);
+}
+
+# an audit record's mac and dmac, recomputed from the key file
+sub check_record {
+    my $r = shift;
+    require Digest::SHA;
+    open(my $fh, '<:raw', juki_env('TEST_NGINX_AUDIT_KEY')) or die $!;
+    local $/;
+    my $raw = <$fh>;
+    close $fh;
+    my $kmac = Digest::SHA::hmac_sha256('juki-chain-v1', $raw);
+    my $ns = sub { length($_[0]) . ':' . $_[0] . ',' };
+    my $m = 'A1' . join '', map { $ns->($r->{$_}) }
+        qw(id ts node writer seq kid agency kind cert operator purpose
+           subject method uri prev);
+    my $mac = Digest::SHA::hmac_sha256_hex($m, $kmac);
+    my $dmac = Digest::SHA::hmac_sha256_hex('D1' . $ns->($mac)
+                                            . $ns->($r->{decision}), $kmac);
+    return $mac eq $r->{mac} && $dmac eq $r->{dmac};
+}
+
+sub pseudonym {
+    my $code = shift;
+    require Digest::SHA;
+    open(my $fh, '<:raw', juki_env('TEST_NGINX_AUDIT_KEY')) or die $!;
+    local $/;
+    my $raw = <$fh>;
+    close $fh;
+    return Digest::SHA::hmac_sha256_hex($code,
+        Digest::SHA::hmac_sha256('juki-subject-v1', $raw));
+}
 
 # every record of every audit stream: a list of hashes, "_stream" and "_id"
 # added, in stream order
@@ -246,18 +346,29 @@ $gateway_location
 EOF_H
 }
 
-# the test client's side, in the default server: X-Test-Cert names the
+# the test client's side (/slow takes 2 s: a pause between requests), in the default server: X-Test-Cert names the
 # client certificate, X-Test-Gw the gateway (see http_config)
 sub client_config {
     my $pki = juki_env('TEST_NGINX_PKI');
     return <<"EOF_C";
     location / {
         proxy_pass \$test_gw;
+        add_header X-Upstream-Time \$upstream_header_time always;
         proxy_ssl_certificate \$test_cert_file.pem;
         proxy_ssl_certificate_key \$test_cert_file.key;
         proxy_set_header X-Test-Cert "";
         proxy_set_header X-Test-Gw "";
         proxy_set_header Host localhost;
+    }
+    location = /slow {
+        limit_rate 100;
+        default_type text/plain;
+        return 200 "................................................................................\n";
+    }
+    location /fanout/ {
+        ssi on;
+        default_type text/html;
+        return 200 '<!--# include virtual="/v1/probe/1" --><!--# include virtual="/v1/probe/2" --><!--# include virtual="/v1/probe/3" --><!--# include virtual="/v1/probe/4" --><!--# include virtual="/v1/probe/5" --><!--# include virtual="/v1/probe/6" --><!--# include virtual="/v1/probe/7" --><!--# include virtual="/v1/probe/8" --><!--# include virtual="/v1/probe/9" --><!--# include virtual="/v1/probe/10" --><!--# include virtual="/v1/probe/11" --><!--# include virtual="/v1/probe/12" --><!--# include virtual="/v1/probe/13" --><!--# include virtual="/v1/probe/14" --><!--# include virtual="/v1/probe/15" --><!--# include virtual="/v1/probe/16" --><!--# include virtual="/v1/probe/17" --><!--# include virtual="/v1/probe/18" --><!--# include virtual="/v1/probe/19" --><!--# include virtual="/v1/probe/20" -->';
     }
     location /nocert/ {
         rewrite ^/nocert(/.*)\$ \$1 break;
