@@ -98,11 +98,11 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 {
     int                          argc;
     u_char                       dmac[3][NGX_HTTP_JUKI_HEX_SHA256];
-    size_t                       argl[3 + 6 + 24];
-    ngx_str_t                    v[NGX_HTTP_JUKI_NFIELDS], keys[6];
+    size_t                       argl[3 + 5 + 24];
+    ngx_str_t                    v[NGX_HTTP_JUKI_NFIELDS], keys[5];
     ngx_str_t                   *decision, *stream;
     ngx_uint_t                   i, nkeys, ndmacs;
-    const char                  *argv[3 + 6 + 24];
+    const char                  *argv[3 + 5 + 24];
     ngx_http_juki_cmd_t         *cmd;
     ngx_http_juki_agency_t      *agency;
     ngx_http_juki_chain_buf_t    buf;
@@ -172,13 +172,12 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
         keys[0] = *stream;
 
     } else {
-        nkeys = 6;
+        nkeys = 5;
         keys[0] = ngx_http_juki_stop_key;
         keys[1] = agency->stop_key;
         keys[2] = ctx->operator_stop_key;
         keys[3] = agency->rate_key;
-        keys[4] = ctx->purpose_rate_key;
-        keys[5] = *stream;
+        keys[4] = *stream;
     }
 
     argc = 0;
@@ -187,7 +186,7 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
     argl[argc++] = ngx_http_juki_evalsha.len;
     argv[argc] = (char *) ngx_http_juki_script_sha;
     argl[argc++] = 40;
-    argv[argc] = nkeys == 1 ? "1" : "6";
+    argv[argc] = nkeys == 1 ? "1" : "5";
     argl[argc++] = 1;
 
     for (i = 0; i < nkeys; i++) {
@@ -374,47 +373,25 @@ ngx_http_juki_dmac(ngx_http_juki_main_conf_t *jmcf, u_char *mac,
 }
 
 
-static ngx_int_t
-ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
+/*
+ * The script's reply, checked strictly: anything but the shapes the script
+ * returns means the decision is unknown.  decided: the gateway decided
+ * before Redis.  NGX_OK: *outcome (and for a rate limit *retry_us and
+ * *limit) are set; NGX_DONE: recorded as the gateway decided.
+ */
+
+ngx_int_t
+ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
+    ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit)
 {
-    ngx_http_juki_ctx_t *ctx = cmd->data;
+    redisReply  **e;
 
-    ngx_int_t            rv;
-    ngx_uint_t           decided;
-    redisReply         **e;
-    ngx_http_request_t  *r;
-
-    rv = NGX_OK;
-
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
-                                "redis refused an audit record: %*s",
-                                (size_t) ngx_min(reply->len, 200),
-                                reply->str);
-
-        /* the record was not written: this writer's chain has a gap */
-        rv = NGX_ERROR;
-    }
-
-    if (ctx == NULL) {
-        /* the request has gone */
-        return rv;
-    }
-
-    r = ctx->request;
-    ctx->cmd = NULL;
-    ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
-
-    if (reply == NULL || rv != NGX_OK) {
-        goto done;
-    }
-
-    decided = (ctx->reason != NGX_HTTP_JUKI_ALLOW);
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0 || reply->element == NULL
+        || reply->element[0] == NULL
         || reply->element[0]->type != REDIS_REPLY_INTEGER)
     {
-        goto unexpected;
+        return NGX_ERROR;
     }
 
     e = reply->element;
@@ -422,62 +399,100 @@ ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
     switch (e[0]->integer) {
 
     case 0:
-        if (decided) {
-            goto unexpected;
-        }
-
-        ctx->outcome = NGX_HTTP_JUKI_ALLOW;
-        break;
-
     case 1:
-        if (decided) {
-            goto unexpected;
+        if (decided || reply->elements != 1) {
+            return NGX_ERROR;
         }
 
-        ctx->outcome = NGX_HTTP_JUKI_STOPPED;
-        break;
+        *outcome = e[0]->integer ? NGX_HTTP_JUKI_STOPPED
+                                 : NGX_HTTP_JUKI_ALLOW;
+        return NGX_OK;
 
     case 2:
         if (decided || reply->elements != 3
+            || e[1] == NULL || e[2] == NULL
             || e[1]->type != REDIS_REPLY_INTEGER || e[1]->integer <= 0
             || e[2]->type != REDIS_REPLY_INTEGER
             || (e[2]->integer != 1 && e[2]->integer != 2))
         {
-            goto unexpected;
+            return NGX_ERROR;
         }
 
-        ctx->outcome = NGX_HTTP_JUKI_RATE_LIMITED;
-        ctx->retry_us = (uint64_t) e[1]->integer;
-        ctx->limit = (ngx_uint_t) e[2]->integer;
-        break;
+        *outcome = NGX_HTTP_JUKI_RATE_LIMITED;
+        *retry_us = (uint64_t) e[1]->integer;
+        *limit = (ngx_uint_t) e[2]->integer;
+        return NGX_OK;
 
     case 3:
-        if (!decided) {
-            goto unexpected;
+        if (!decided || reply->elements != 1) {
+            return NGX_ERROR;
         }
 
-        ctx->outcome = ctx->reason;
-        break;
+        return NGX_DONE;
 
     default:
-        goto unexpected;
+        return NGX_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
+{
+    ngx_http_juki_ctx_t *ctx = cmd->data;
+
+    ngx_int_t                rc;
+    uint64_t                 retry_us;
+    ngx_uint_t               limit, decided;
+    ngx_http_juki_reason_e   outcome;
+
+    if (reply == NULL) {
+        /* the connection is gone; its drop was logged */
+        rc = NGX_DECLINED;
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                                "redis refused an audit record: %*s",
+                                (size_t) ngx_min(reply->len, 200),
+                                reply->str);
+        rc = NGX_ERROR;
+
+    } else {
+        decided = (ctx == NULL || ctx->reason != NGX_HTTP_JUKI_ALLOW);
+        retry_us = 0;
+        limit = 0;
+        outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
+
+        rc = ngx_http_juki_decode_reply(reply, decided, &outcome, &retry_us,
+                                        &limit);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                                    "unexpected reply from the redis script");
+
+        } else if (ctx) {
+            ctx->outcome = (rc == NGX_DONE) ? ctx->reason : outcome;
+            ctx->retry_us = retry_us;
+            ctx->limit = limit;
+        }
     }
 
-    goto done;
+    if (ctx) {
+        if (rc != NGX_OK && rc != NGX_DONE) {
+            ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
+        }
 
-unexpected:
+        ctx->cmd = NULL;
+        ngx_http_juki_resume(ctx, ctx->request);
+    }
 
-    ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
-                            "unexpected reply from the redis script");
+    /*
+     * an error reply means the record was not written, an unexpected one
+     * that it is unknown whether it was: either way this writer's chain may
+     * have a gap, and the connection is dropped for a new writer
+     */
 
-    /* whether a record was written is unknown: start a new writer */
-    rv = NGX_ERROR;
-
-done:
-
-    ngx_http_juki_resume(ctx, r);
-
-    return rv;
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -645,6 +660,58 @@ ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri, ngx_str_t *dst)
     }
 
     dst->len = p - dst->data;
+
+    return NGX_OK;
+}
+
+
+/* every occurrence of the resident code becomes "{code}" */
+
+ngx_int_t
+ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s, ngx_str_t *code)
+{
+    u_char      *p, *q, *last, *start, *dst;
+    ngx_uint_t   n;
+
+    if (code->len == 0 || s->len < code->len) {
+        return NGX_OK;
+    }
+
+    last = s->data + s->len - code->len;
+    n = 0;
+
+    for (p = s->data; p <= last; p++) {
+        if (ngx_memcmp(p, code->data, code->len) == 0) {
+            n++;
+            p += code->len - 1;
+        }
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(pool, s->len + n * (sizeof("{code}") - 1));
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = dst;
+    start = s->data;
+
+    for (p = s->data; p <= last; p++) {
+        if (ngx_memcmp(p, code->data, code->len) == 0) {
+            q = ngx_cpymem(q, start, p - start);
+            q = ngx_cpymem(q, "{code}", sizeof("{code}") - 1);
+            p += code->len - 1;
+            start = p + 1;
+        }
+    }
+
+    q = ngx_cpymem(q, start, s->data + s->len - start);
+
+    s->data = dst;
+    s->len = q - dst;
 
     return NGX_OK;
 }

@@ -14,6 +14,33 @@
 
 static ngx_int_t ngx_http_juki_cert_subject(ngx_http_request_t *r,
     X509 *cert, ngx_str_t *subject);
+static void ngx_http_juki_cert_free(void *parent, void *ptr,
+    CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
+
+
+/*
+ * The fingerprint of a connection's certificate, kept with its SSL object:
+ * a keep-alive connection digests its certificate once, not per request.
+ */
+static int  ngx_http_juki_ssl_index = -1;
+
+
+ngx_int_t
+ngx_http_juki_cert_init(ngx_log_t *log)
+{
+    if (ngx_http_juki_ssl_index != -1) {
+        return NGX_OK;
+    }
+
+    ngx_http_juki_ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL,
+                                                   ngx_http_juki_cert_free);
+    if (ngx_http_juki_ssl_index == -1) {
+        ngx_ssl_error(NGX_LOG_EMERG, log, 0, "SSL_get_ex_new_index() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
 
 
 /*
@@ -27,7 +54,7 @@ ngx_http_juki_cert_agency(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
     ngx_http_juki_agency_t **agency)
 {
-    u_char            raw[EVP_MAX_MD_SIZE];
+    u_char            raw[EVP_MAX_MD_SIZE], *hex;
     X509             *cert;
     ngx_int_t         rc;
     ngx_str_t         subject;
@@ -51,17 +78,30 @@ ngx_http_juki_cert_agency(ngx_http_request_t *r,
 
     rc = NGX_ERROR;
 
-    if (X509_digest(cert, EVP_sha256(), raw, &n) != 1 || n != 32) {
-        ngx_ssl_error(NGX_LOG_ALERT, c->log, 0, "X509_digest() failed");
-        goto done;
+    hex = SSL_get_ex_data(c->ssl->connection, ngx_http_juki_ssl_index);
+
+    if (hex == NULL) {
+        if (X509_digest(cert, EVP_sha256(), raw, &n) != 1 || n != 32) {
+            ngx_ssl_error(NGX_LOG_ALERT, c->log, 0, "X509_digest() failed");
+            goto done;
+        }
+
+        hex = OPENSSL_malloc(NGX_HTTP_JUKI_HEX_SHA256);
+        if (hex == NULL) {
+            goto done;
+        }
+
+        ngx_hex_dump(hex, raw, 32);
+
+        if (SSL_set_ex_data(c->ssl->connection, ngx_http_juki_ssl_index, hex)
+            != 1)
+        {
+            OPENSSL_free(hex);
+            goto done;
+        }
     }
 
-    fingerprint->data = ngx_pnalloc(r->pool, NGX_HTTP_JUKI_HEX_SHA256);
-    if (fingerprint->data == NULL) {
-        goto done;
-    }
-
-    ngx_hex_dump(fingerprint->data, raw, 32);
+    fingerprint->data = hex;
     fingerprint->len = NGX_HTTP_JUKI_HEX_SHA256;
 
     ngx_str_null(&subject);
@@ -83,6 +123,14 @@ done:
     X509_free(cert);
 
     return rc;
+}
+
+
+static void
+ngx_http_juki_cert_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+    long argl, void *argp)
+{
+    OPENSSL_free(ptr);
 }
 
 

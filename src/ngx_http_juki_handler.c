@@ -30,8 +30,6 @@ static ngx_int_t ngx_http_juki_add_response_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_juki_set_headers(ngx_http_request_t *r,
     ngx_http_juki_ctx_t *ctx);
 static void ngx_http_juki_redact_request_line(ngx_http_request_t *r);
-static ngx_int_t ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s,
-    ngx_str_t *code);
 static ngx_int_t ngx_http_juki_key(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *prefix, char *sep, ngx_str_t *name);
 static void ngx_http_juki_wake(ngx_http_request_t *r);
@@ -302,10 +300,7 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
 
     if (ngx_http_juki_key(r->pool, &ctx->operator_stop_key, &agency->stop_key,
                           ":op:", &ctx->operator)
-        != NGX_OK
-        || ngx_http_juki_key(r->pool, &ctx->purpose_rate_key,
-                             &agency->rate_key, ":", &purpose->code)
-           != NGX_OK)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -640,58 +635,6 @@ ngx_http_juki_redact_request_line(ngx_http_request_t *r)
                    last - (r->args.data + r->args.len));
 
     r->request_line.len = p - r->request_line.data;
-}
-
-
-/* every occurrence of the resident code becomes "{code}" */
-
-static ngx_int_t
-ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s, ngx_str_t *code)
-{
-    u_char      *p, *q, *last, *start, *dst;
-    ngx_uint_t   n;
-
-    if (code->len == 0 || s->len < code->len) {
-        return NGX_OK;
-    }
-
-    last = s->data + s->len - code->len;
-    n = 0;
-
-    for (p = s->data; p <= last; p++) {
-        if (ngx_memcmp(p, code->data, code->len) == 0) {
-            n++;
-            p += code->len - 1;
-        }
-    }
-
-    if (n == 0) {
-        return NGX_OK;
-    }
-
-    dst = ngx_pnalloc(pool, s->len + n * (sizeof("{code}") - 1));
-    if (dst == NULL) {
-        return NGX_ERROR;
-    }
-
-    q = dst;
-    start = s->data;
-
-    for (p = s->data; p <= last; p++) {
-        if (ngx_memcmp(p, code->data, code->len) == 0) {
-            q = ngx_cpymem(q, start, p - start);
-            q = ngx_cpymem(q, "{code}", sizeof("{code}") - 1);
-            p += code->len - 1;
-            start = p + 1;
-        }
-    }
-
-    q = ngx_cpymem(q, start, s->data + s->len - start);
-
-    s->data = dst;
-    s->len = q - dst;
-
-    return NGX_OK;
 }
 
 

@@ -87,7 +87,7 @@ typedef struct {
 
     /* Redis keys, built once at configuration time */
     ngx_str_t                    stop_key;       /* juki:{A}:stop */
-    ngx_str_t                    rate_key;       /* juki:{A}:rl */
+    ngx_str_t                    rate_key;       /* juki:{A}:rl, a hash */
     ngx_str_t                    audit_key;      /* juki:{A}:audit */
 
     u_char                      *file;
@@ -219,6 +219,7 @@ ngx_int_t ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *rate);
 
 /* certificates: ngx_http_juki_cert.c */
 
+ngx_int_t ngx_http_juki_cert_init(ngx_log_t *log);
 ngx_int_t ngx_http_juki_cert_agency(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
     ngx_http_juki_agency_t **agency);
@@ -236,7 +237,6 @@ typedef struct {
     ngx_str_t                    subject;    /* pseudonym, hex */
     ngx_str_t                    uri;        /* escaped for the record */
     ngx_str_t                    operator_stop_key;
-    ngx_str_t                    purpose_rate_key;
     ngx_http_request_t          *request;
     u_char                       audit_id[NGX_HTTP_JUKI_AUDIT_ID_MAX];
     size_t                       audit_id_len;
@@ -259,6 +259,10 @@ void ngx_http_juki_audit_completion(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx);
 ngx_int_t ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri,
     ngx_str_t *dst);
+ngx_int_t ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s,
+    ngx_str_t *code);
+ngx_int_t ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
+    ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit);
 
 
 /* the request path: ngx_http_juki_handler.c */

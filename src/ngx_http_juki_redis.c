@@ -53,12 +53,16 @@ static void ngx_http_juki_redis_cleanup(void *privdata);
 
 /*
  * KEYS: juki:stop, juki:{A}:stop, juki:{A}:stop:op:O, juki:{A}:rl,
- *       juki:{A}:rl:P, juki:{A}:audit -- or the audit stream alone when the
- *       gateway decided already.
+ *       juki:{A}:audit -- or the audit stream alone when the gateway
+ *       decided already.
  * ARGV: 1 the gateway's decision or "", 2-4 dmac for allow (or the
  *       gateway's decision), deny:stopped, deny:rate_limited, 5-8 GCRA
  *       interval and tolerance (us) of the agency and the purpose limit,
  *       0 for none, 9-24 the record (docs/audit.md) but the decision.
+ * juki:{A}:rl is a hash of theoretical arrival times (us): field "_" for
+ * the agency, the purpose code for agency and purpose.  Redis's clock is
+ * the one clock every gateway shares.  Four calls at most: each call
+ * from Lua costs more than the arithmetic.
  * Reply: {0} allow, {1} stopped, {2, wait_us, limit} rate limited,
  *        {3} recorded as decided.
  */
@@ -76,29 +80,28 @@ const char  *ngx_http_juki_script =
     "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then\n"
     "  rec('deny:stopped', ARGV[3]) return {1}\n"
     "end\n"
-    "local now = redis.call('TIME')\n"
-    "now = now[1] * 1000000 + now[2]\n"
-    "local function gcra(key, t, tau)\n"
-    "  t = tonumber(t)\n"
-    "  if t == 0 then return 0 end\n"
-    "  local tat = tonumber(redis.call('GET', key) or 0)\n"
-    "  if tat < now then tat = now end\n"
-    "  local wait = tat - tonumber(tau) - now\n"
-    "  if wait > 0 then return wait end\n"
-    "  return 0, tat + t\n"
-    "end\n"
-    "local w1, n1 = gcra(KEYS[4], ARGV[5], ARGV[6])\n"
-    "local w2, n2 = gcra(KEYS[5], ARGV[7], ARGV[8])\n"
-    "if w1 > 0 or w2 > 0 then\n"
-    "  rec('deny:rate_limited', ARGV[4])\n"
-    "  if w1 >= w2 then return {2, w1, 1} end\n"
-    "  return {2, w2, 2}\n"
-    "end\n"
-    "if n1 then\n"
-    "  redis.call('SET', KEYS[4], n1, 'PX', math.floor((n1 - now) / 1000) + 1)\n"
-    "end\n"
-    "if n2 then\n"
-    "  redis.call('SET', KEYS[5], n2, 'PX', math.floor((n2 - now) / 1000) + 1)\n"
+    "local t1, t2 = tonumber(ARGV[5]), tonumber(ARGV[7])\n"
+    "if t1 > 0 or t2 > 0 then\n"
+    "  local now = redis.call('TIME')\n"
+    "  now = now[1] * 1000000 + now[2]\n"
+    "  local tat = redis.call('HMGET', KEYS[4], '_', ARGV[19])\n"
+    "  local a = math.max(tonumber(tat[1]) or 0, now)\n"
+    "  local p = math.max(tonumber(tat[2]) or 0, now)\n"
+    "  local w1, w2 = 0, 0\n"
+    "  if t1 > 0 then w1 = a - tonumber(ARGV[6]) - now end\n"
+    "  if t2 > 0 then w2 = p - tonumber(ARGV[8]) - now end\n"
+    "  if w1 > 0 or w2 > 0 then\n"
+    "    rec('deny:rate_limited', ARGV[4])\n"
+    "    if w1 >= w2 then return {2, w1, 1} end\n"
+    "    return {2, w2, 2}\n"
+    "  end\n"
+    "  if t1 == 0 then\n"
+    "    redis.call('HSET', KEYS[4], ARGV[19], p + t2)\n"
+    "  elseif t2 == 0 then\n"
+    "    redis.call('HSET', KEYS[4], '_', a + t1)\n"
+    "  else\n"
+    "    redis.call('HSET', KEYS[4], '_', a + t1, ARGV[19], p + t2)\n"
+    "  end\n"
     "end\n"
     "rec('allow', ARGV[2])\n"
     "return {0}\n";

@@ -190,8 +190,8 @@ JukiTest::http_config(purpose_rate => {'pension.benefit' => '1r/m burst=1'})
 JukiTest::redis_reset();
 my ($s, $us) = JukiTest::redis('TIME') =~ /"(\d+)".*"(\d+)"/s;
 # a theoretical arrival time 300 s ahead: the next request may come in 240 s
-JukiTest::redis('SET', 'juki:{pension-service}:rl:pension.benefit',
-                ($s + 300) * 1000000 + $us, 'EX', 600);
+JukiTest::redis('HSET', 'juki:{pension-service}:rl', 'pension.benefit',
+                ($s + 300) * 1000000 + $us);
 --- request
 GET /v1/residents/
 --- more_headers
