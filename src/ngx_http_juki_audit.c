@@ -70,6 +70,7 @@ static ngx_int_t ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd,
     redisReply *reply);
 static ngx_int_t ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd,
     redisReply *reply);
+static void ngx_http_juki_anomaly_fired(redisReply *reply);
 
 
 static ngx_str_t  ngx_http_juki_stop_key = ngx_string("juki:stop");
@@ -184,7 +185,7 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 
     argv[argc] = (char *) ngx_http_juki_evalsha.data;
     argl[argc++] = ngx_http_juki_evalsha.len;
-    argv[argc] = (char *) ngx_http_juki_script_sha;
+    argv[argc] = (char *) jmcf->script_sha;
     argl[argc++] = 40;
     argv[argc] = nkeys == 1 ? "1" : "5";
     argl[argc++] = 1;
@@ -377,30 +378,49 @@ ngx_http_juki_dmac(ngx_http_juki_main_conf_t *jmcf, u_char *mac,
  * The script's reply, checked strictly: anything but the shapes the script
  * returns means the decision is unknown.  decided: the gateway decided
  * before Redis.  NGX_OK: *outcome (and for a rate limit *retry_us and
- * *limit) are set; NGX_DONE: recorded as the gateway decided.
+ * *limit) are set; NGX_DONE: recorded as the gateway decided.  A fired
+ * anomaly rule adds two integers, see ngx_http_juki_decode_anomaly().
  */
 
 ngx_int_t
 ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
     ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit)
 {
+    size_t        i, base;
     redisReply  **e;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements == 0 || reply->element == NULL
-        || reply->element[0] == NULL
-        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+        || reply->elements == 0 || reply->elements > 5
+        || reply->element == NULL)
     {
         return NGX_ERROR;
     }
 
     e = reply->element;
 
+    for (i = 0; i < reply->elements; i++) {
+        if (e[i] == NULL || e[i]->type != REDIS_REPLY_INTEGER) {
+            return NGX_ERROR;
+        }
+    }
+
+    base = (e[0]->integer == 2) ? 3 : 1;
+
+    if (reply->elements != base && reply->elements != base + 2) {
+        return NGX_ERROR;
+    }
+
+    if (reply->elements == base + 2
+        && (e[base]->integer <= 0 || e[base + 1]->integer < 0))
+    {
+        return NGX_ERROR;
+    }
+
     switch (e[0]->integer) {
 
     case 0:
     case 1:
-        if (decided || reply->elements != 1) {
+        if (decided) {
             return NGX_ERROR;
         }
 
@@ -409,10 +429,7 @@ ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
         return NGX_OK;
 
     case 2:
-        if (decided || reply->elements != 3
-            || e[1] == NULL || e[2] == NULL
-            || e[1]->type != REDIS_REPLY_INTEGER || e[1]->integer <= 0
-            || e[2]->type != REDIS_REPLY_INTEGER
+        if (decided || e[1]->integer <= 0
             || (e[2]->integer != 1 && e[2]->integer != 2))
         {
             return NGX_ERROR;
@@ -424,7 +441,7 @@ ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
         return NGX_OK;
 
     case 3:
-        if (!decided || reply->elements != 1) {
+        if (!decided) {
             return NGX_ERROR;
         }
 
@@ -433,6 +450,25 @@ ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
     default:
         return NGX_ERROR;
     }
+}
+
+
+/* the rule (1-based) that fired and its count, of a reply decoded above */
+
+ngx_uint_t
+ngx_http_juki_decode_anomaly(redisReply *reply, uint64_t *count)
+{
+    size_t  base;
+
+    base = (reply->element[0]->integer == 2) ? 3 : 1;
+
+    if (reply->elements != base + 2) {
+        return 0;
+    }
+
+    *count = (uint64_t) reply->element[base + 1]->integer;
+
+    return (ngx_uint_t) reply->element[base]->integer;
 }
 
 
@@ -470,7 +506,11 @@ ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
             ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
                                     "unexpected reply from the redis script");
 
-        } else if (ctx) {
+        } else {
+            ngx_http_juki_anomaly_fired(reply);
+        }
+
+        if (rc != NGX_ERROR && ctx) {
             ctx->outcome = (rc == NGX_DONE) ? ctx->reason : outcome;
             ctx->retry_us = retry_us;
             ctx->limit = limit;
@@ -493,6 +533,48 @@ ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
      */
 
     return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * The script says which rule fired; which agency and operator it names
+ * is in the alert on juki:alerts: the log line tells ops where to look
+ */
+
+static void
+ngx_http_juki_anomaly_fired(redisReply *reply)
+{
+    uint64_t                    count;
+    ngx_uint_t                  i;
+    ngx_http_juki_anomaly_t    *rule;
+    ngx_http_juki_main_conf_t  *jmcf;
+
+    i = ngx_http_juki_decode_anomaly(reply, &count);
+    if (i == 0) {
+        return;
+    }
+
+    jmcf = ngx_http_juki_redis_main_conf();
+
+    if (jmcf == NULL || i > jmcf->anomalies.nelts) {
+        return;
+    }
+
+    rule = &((ngx_http_juki_anomaly_t *) jmcf->anomalies.elts)[i - 1];
+
+    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                  "juki: anomaly rule %ui fired: %s %uL > %ui in %M s, "
+                  "action %s%s, alert published on juki:alerts", i,
+                  rule->type == NGX_HTTP_JUKI_RULE_DISTINCT
+                  ? "distinct residents" : "denials",
+                  count, rule->threshold, rule->window / 1000,
+                  rule->action == NGX_HTTP_JUKI_ACTION_STOP_OPERATOR
+                  ? "stop_operator"
+                  : rule->action == NGX_HTTP_JUKI_ACTION_STOP_AGENCY
+                    ? "stop_agency" : "alert",
+                  rule->dry_run ? " (dry run: nothing stopped)" : "");
+
+    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_ANOMALIES, 1);
 }
 
 
@@ -592,6 +674,8 @@ ngx_http_juki_audit_completion(ngx_http_request_t *r,
 
 failed:
 
+    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_COMPLETION_FAILURES, 1);
+
     ngx_http_juki_redis_log(r->connection->log, NGX_HTTP_JUKI_LOG_COMPLETION,
                             "completion record of %*s not written",
                             ctx->audit_id_len, ctx->audit_id);
@@ -604,6 +688,8 @@ ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
     if (reply && reply->type == REDIS_REPLY_STRING) {
         return NGX_OK;
     }
+
+    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_COMPLETION_FAILURES, 1);
 
     ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_COMPLETION,
                             "a completion record was not written: %*s",

@@ -142,6 +142,7 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
     /* wait for the acknowledgement; ngx_http_juki_wake() goes on */
 
     ctx->waiting = 1;
+    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_WAITING, 1);
     r->main->count++;
 
     return NGX_DONE;
@@ -354,6 +355,8 @@ ngx_http_juki_finish(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
 {
     ngx_int_t                  rc;
     ngx_http_juki_loc_conf_t  *jlcf;
+
+    ngx_http_juki_stat_request(ctx->agency, ctx->outcome);
 
     if (ctx->outcome == NGX_HTTP_JUKI_ALLOW) {
         if (ngx_http_juki_set_headers(r, ctx) != NGX_OK) {
@@ -675,6 +678,7 @@ ngx_http_juki_resume(ngx_http_juki_ctx_t *ctx, ngx_http_request_t *r)
     }
 
     ctx->waiting = 0;
+    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_WAITING, -1);
 
     c = r->connection;
     r->write_event_handler = ngx_http_juki_wake;
@@ -704,6 +708,11 @@ ngx_http_juki_cleanup(void *data)
         ctx->cmd->data = NULL;
         ctx->cmd = NULL;
     }
+
+    if (ctx->waiting) {
+        ctx->waiting = 0;
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_WAITING, -1);
+    }
 }
 
 
@@ -726,9 +735,3 @@ ngx_http_juki_log_handler(ngx_http_request_t *r)
     return NGX_OK;
 }
 
-
-ngx_int_t
-ngx_http_juki_status_handler(ngx_http_request_t *r)
-{
-    return NGX_HTTP_NOT_IMPLEMENTED;
-}

@@ -31,6 +31,8 @@ static char *ngx_http_juki_agency_block(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_juki_agency_directive(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf);
 static char *ngx_http_juki_rate(ngx_conf_t *cf, ngx_http_juki_rate_t *rate);
+static char *ngx_http_juki_anomaly(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_juki_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_hash_keys_arrays_t *ngx_http_juki_keys(ngx_conf_t *cf);
@@ -121,6 +123,13 @@ static ngx_command_t  ngx_http_juki_commands[] = {
       0,
       NULL },
 
+    { ngx_string("juki_anomaly"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_juki_anomaly,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("juki_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_juki_status,
@@ -191,6 +200,13 @@ ngx_http_juki_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&jmcf->agencies, cf->pool, 8,
                        sizeof(ngx_http_juki_agency_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&jmcf->anomalies, cf->pool, 2,
+                       sizeof(ngx_http_juki_anomaly_t))
         != NGX_OK)
     {
         return NULL;
@@ -284,6 +300,16 @@ ngx_http_juki_init_main_conf(ngx_conf_t *cf, void *conf)
                                     jmcf->subject_max)
            != NGX_OK)
     {
+        return NGX_CONF_ERROR;
+    }
+
+    if (jmcf->redis && ngx_http_juki_stats_add_zone(cf, jmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_juki_script_build(cf, jmcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "juki: cannot build the redis script");
         return NGX_CONF_ERROR;
     }
 
@@ -1242,6 +1268,132 @@ ngx_http_juki_rate(ngx_conf_t *cf, ngx_http_juki_rate_t *rate)
 }
 
 
+/*
+ * juki_anomaly distinct_subjects=N window=T [action=...] [dry_run]
+ * juki_anomaly denials=N window=T [action=...] [dry_run]
+ */
+
+static char *
+ngx_http_juki_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_juki_main_conf_t *jmcf = conf;
+
+    u_char                   *p;
+    ngx_int_t                 n;
+    ngx_str_t                *value, s;
+    ngx_uint_t                i;
+    ngx_http_juki_anomaly_t  *rule;
+
+    rule = ngx_array_push(&jmcf->anomalies);
+    if (rule == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(rule, sizeof(ngx_http_juki_anomaly_t));
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        p = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        s.data = p ? p + 1 : value[i].data + value[i].len;
+        s.len = value[i].data + value[i].len - s.data;
+
+        if (rule->type == 0
+            && (ngx_strncmp(value[i].data, "distinct_subjects=", 18) == 0
+                || ngx_strncmp(value[i].data, "denials=", 8) == 0))
+        {
+            n = ngx_atoi(s.data, s.len);
+            if (n == NGX_ERROR || n == 0 || n > 10000000) {
+                goto invalid;
+            }
+
+            rule->type = (value[i].data[1] == 'i')
+                         ? NGX_HTTP_JUKI_RULE_DISTINCT
+                         : NGX_HTTP_JUKI_RULE_DENIALS;
+            rule->threshold = n;
+            continue;
+        }
+
+        if (rule->window == 0
+            && ngx_strncmp(value[i].data, "window=", 7) == 0)
+        {
+            n = ngx_parse_time(&s, 0);
+            if (n == NGX_ERROR || n < 1000 || n > 7 * 86400 * 1000) {
+                goto invalid;
+            }
+
+            rule->window = (ngx_msec_t) n;
+            continue;
+        }
+
+        if (rule->action == 0
+            && ngx_strncmp(value[i].data, "action=", 7) == 0)
+        {
+            if (s.len == 13 && ngx_strncmp(s.data, "stop_operator", 13) == 0)
+            {
+                rule->action = NGX_HTTP_JUKI_ACTION_STOP_OPERATOR;
+
+            } else if (s.len == 11
+                       && ngx_strncmp(s.data, "stop_agency", 11) == 0)
+            {
+                rule->action = NGX_HTTP_JUKI_ACTION_STOP_AGENCY;
+
+            } else if (s.len == 5 && ngx_strncmp(s.data, "alert", 5) == 0) {
+                rule->action = NGX_HTTP_JUKI_ACTION_ALERT;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (!rule->dry_run && value[i].len == 7
+            && ngx_strcmp(value[i].data, "dry_run") == 0)
+        {
+            rule->dry_run = 1;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (rule->type == 0 || rule->window == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"juki_anomaly\" needs \"distinct_subjects=\" or "
+                           "\"denials=\", and \"window=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rule->action == 0) {
+        rule->action = (rule->type == NGX_HTTP_JUKI_RULE_DISTINCT)
+                       ? NGX_HTTP_JUKI_ACTION_STOP_OPERATOR
+                       : NGX_HTTP_JUKI_ACTION_STOP_AGENCY;
+    }
+
+    if (rule->type == NGX_HTTP_JUKI_RULE_DENIALS
+        && rule->action == NGX_HTTP_JUKI_ACTION_STOP_OPERATOR)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"action=stop_operator\" does not fit a "
+                           "\"denials\" rule: denials are counted per "
+                           "agency");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid or repeated parameter \"%V\" in "
+                       "\"juki_anomaly\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
 static char *
 ngx_http_juki_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1373,6 +1525,8 @@ ngx_http_juki_init_process(ngx_cycle_t *cycle)
     if (jmcf == NULL || jmcf->redis == NULL) {
         return NGX_OK;
     }
+
+    ngx_http_juki_stats_init_worker(jmcf);
 
     return ngx_http_juki_redis_init_worker(cycle, jmcf);
 }

@@ -84,6 +84,7 @@ typedef struct {
     ngx_array_t                  purpose_names;  /* of ngx_str_t */
     ngx_array_t                  purposes;       /* of purpose pointers */
     ngx_http_juki_rate_t         rate;
+    ngx_uint_t                   index;          /* status slot, from 1 */
 
     /* Redis keys, built once at configuration time */
     ngx_str_t                    stop_key;       /* juki:{A}:stop */
@@ -110,9 +111,30 @@ typedef struct {
 } ngx_http_juki_redis_conf_t;
 
 
+#define NGX_HTTP_JUKI_RULE_DISTINCT      1
+#define NGX_HTTP_JUKI_RULE_DENIALS       2
+
+#define NGX_HTTP_JUKI_ACTION_STOP_OPERATOR  1
+#define NGX_HTTP_JUKI_ACTION_STOP_AGENCY    2
+#define NGX_HTTP_JUKI_ACTION_ALERT          3
+
+
+typedef struct {
+    ngx_uint_t                   type;
+    ngx_uint_t                   threshold;
+    ngx_msec_t                   window;
+    ngx_uint_t                   action;
+    ngx_flag_t                   dry_run;
+} ngx_http_juki_anomaly_t;
+
+
 typedef struct {
     ngx_array_t                  purposes;    /* of purpose pointers */
     ngx_array_t                  agencies;    /* of agency pointers */
+    ngx_array_t                  anomalies;   /* of ngx_http_juki_anomaly_t */
+
+    ngx_str_t                    script;      /* NUL-terminated */
+    u_char                       script_sha[40];
 
     ngx_hash_t                   purpose_hash;
     ngx_hash_t                   fingerprint_hash;
@@ -131,6 +153,10 @@ typedef struct {
     u_char                       kid[NGX_HTTP_JUKI_KID_LEN];
 
     ngx_str_t                    node;
+
+    ngx_shm_zone_t              *stats_zone;
+    void                        *stats;
+    size_t                       stats_size;
 } ngx_http_juki_main_conf_t;
 
 
@@ -155,6 +181,7 @@ typedef ngx_int_t (*ngx_http_juki_reply_pt)(ngx_http_juki_cmd_t *cmd,
 struct ngx_http_juki_cmd_s {
     ngx_queue_t                  queue;
     ngx_msec_t                   deadline;
+    uint64_t                     sent_us;
     ngx_http_juki_reply_pt       handler;
     void                        *data;       /* NULL once detached */
 };
@@ -169,6 +196,7 @@ struct ngx_http_juki_redis_conn_s {
     ngx_uint_t                   npending;
     ngx_msec_t                   backoff;
     ngx_msec_t                   last_attempt;
+    ngx_uint_t                   attempts;
     ngx_uint_t                   index;
 
     /* the audit chain of the writer this connection is */
@@ -183,6 +211,7 @@ ngx_int_t ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
     ngx_http_juki_main_conf_t *jmcf);
 void ngx_http_juki_redis_exit_worker(void);
 ngx_http_juki_redis_conn_t *ngx_http_juki_redis_pick(ngx_log_t *log);
+ngx_http_juki_main_conf_t *ngx_http_juki_redis_main_conf(void);
 ngx_int_t ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc,
     int argc, const char **argv, const size_t *argvlen,
     ngx_http_juki_cmd_t *cmd);
@@ -197,8 +226,12 @@ void ngx_http_juki_redis_log(ngx_log_t *log, ngx_uint_t cause,
 #define NGX_HTTP_JUKI_LOG_COMPLETION    3
 #define NGX_HTTP_JUKI_LOG_NCAUSES       4
 
-extern const char  *ngx_http_juki_script;
-extern u_char       ngx_http_juki_script_sha[40];
+
+
+/* the script: ngx_http_juki_script.c */
+
+ngx_int_t ngx_http_juki_script_build(ngx_conf_t *cf,
+    ngx_http_juki_main_conf_t *jmcf);
 
 
 /* policy: ngx_http_juki_policy.c */
@@ -263,6 +296,24 @@ ngx_int_t ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s,
     ngx_str_t *code);
 ngx_int_t ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
     ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit);
+ngx_uint_t ngx_http_juki_decode_anomaly(redisReply *reply, uint64_t *count);
+
+
+/* shared counters and juki_status: ngx_http_juki_stats.c */
+
+#define NGX_HTTP_JUKI_STAT_REDIS_ERRORS         0
+#define NGX_HTTP_JUKI_STAT_RECONNECTS           1
+#define NGX_HTTP_JUKI_STAT_WAITING              2
+#define NGX_HTTP_JUKI_STAT_COMPLETION_FAILURES  3
+#define NGX_HTTP_JUKI_STAT_ANOMALIES            4
+
+ngx_int_t ngx_http_juki_stats_add_zone(ngx_conf_t *cf,
+    ngx_http_juki_main_conf_t *jmcf);
+void ngx_http_juki_stats_init_worker(ngx_http_juki_main_conf_t *jmcf);
+void ngx_http_juki_stat_request(ngx_http_juki_agency_t *agency,
+    ngx_http_juki_reason_e outcome);
+void ngx_http_juki_stat_rtt(uint64_t us);
+void ngx_http_juki_stat_count(ngx_uint_t counter, ngx_int_t delta);
 
 
 /* the request path: ngx_http_juki_handler.c */

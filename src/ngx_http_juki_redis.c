@@ -17,8 +17,6 @@
 #include <ngx_event.h>
 #include <ngx_http.h>
 
-#include <openssl/evp.h>
-
 #include "ngx_http_juki_module.h"
 #include "ngx_http_juki_crypto.h"
 
@@ -49,64 +47,8 @@ static void ngx_http_juki_redis_del_read(void *privdata);
 static void ngx_http_juki_redis_add_write(void *privdata);
 static void ngx_http_juki_redis_del_write(void *privdata);
 static void ngx_http_juki_redis_cleanup(void *privdata);
+static uint64_t ngx_http_juki_now_us(void);
 
-
-/*
- * KEYS: juki:stop, juki:{A}:stop, juki:{A}:stop:op:O, juki:{A}:rl,
- *       juki:{A}:audit -- or the audit stream alone when the gateway
- *       decided already.
- * ARGV: 1 the gateway's decision or "", 2-4 dmac for allow (or the
- *       gateway's decision), deny:stopped, deny:rate_limited, 5-8 GCRA
- *       interval and tolerance (us) of the agency and the purpose limit,
- *       0 for none, 9-24 the record (docs/audit.md) but the decision.
- * juki:{A}:rl is a hash of theoretical arrival times (us): field "_" for
- * the agency, the purpose code for agency and purpose.  Redis's clock is
- * the one clock every gateway shares.  Four calls at most: each call
- * from Lua costs more than the arithmetic.
- * Reply: {0} allow, {1} stopped, {2, wait_us, limit} rate limited,
- *        {3} recorded as decided.
- */
-
-const char  *ngx_http_juki_script =
-    "local function rec(d, m)\n"
-    "  redis.call('XADD', KEYS[#KEYS], '*', 'id', ARGV[9], 'ts', ARGV[10],\n"
-    "    'node', ARGV[11], 'writer', ARGV[12], 'seq', ARGV[13],\n"
-    "    'kid', ARGV[14], 'agency', ARGV[15], 'kind', ARGV[16],\n"
-    "    'cert', ARGV[17], 'operator', ARGV[18], 'purpose', ARGV[19],\n"
-    "    'subject', ARGV[20], 'method', ARGV[21], 'uri', ARGV[22],\n"
-    "    'decision', d, 'prev', ARGV[23], 'mac', ARGV[24], 'dmac', m)\n"
-    "end\n"
-    "if ARGV[1] ~= '' then rec(ARGV[1], ARGV[2]) return {3} end\n"
-    "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then\n"
-    "  rec('deny:stopped', ARGV[3]) return {1}\n"
-    "end\n"
-    "local t1, t2 = tonumber(ARGV[5]), tonumber(ARGV[7])\n"
-    "if t1 > 0 or t2 > 0 then\n"
-    "  local now = redis.call('TIME')\n"
-    "  now = now[1] * 1000000 + now[2]\n"
-    "  local tat = redis.call('HMGET', KEYS[4], '_', ARGV[19])\n"
-    "  local a = math.max(tonumber(tat[1]) or 0, now)\n"
-    "  local p = math.max(tonumber(tat[2]) or 0, now)\n"
-    "  local w1, w2 = 0, 0\n"
-    "  if t1 > 0 then w1 = a - tonumber(ARGV[6]) - now end\n"
-    "  if t2 > 0 then w2 = p - tonumber(ARGV[8]) - now end\n"
-    "  if w1 > 0 or w2 > 0 then\n"
-    "    rec('deny:rate_limited', ARGV[4])\n"
-    "    if w1 >= w2 then return {2, w1, 1} end\n"
-    "    return {2, w2, 2}\n"
-    "  end\n"
-    "  if t1 == 0 then\n"
-    "    redis.call('HSET', KEYS[4], ARGV[19], p + t2)\n"
-    "  elseif t2 == 0 then\n"
-    "    redis.call('HSET', KEYS[4], '_', a + t1)\n"
-    "  else\n"
-    "    redis.call('HSET', KEYS[4], '_', a + t1, ARGV[19], p + t2)\n"
-    "  end\n"
-    "end\n"
-    "rec('allow', ARGV[2])\n"
-    "return {0}\n";
-
-u_char  ngx_http_juki_script_sha[40];
 
 ngx_uint_t  ngx_http_juki_exiting;
 
@@ -123,21 +65,8 @@ ngx_int_t
 ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
     ngx_http_juki_main_conf_t *jmcf)
 {
-    u_char                       raw[EVP_MAX_MD_SIZE];
     ngx_uint_t                   i;
-    unsigned int                 n;
     ngx_http_juki_redis_conn_t  *rc;
-
-    if (EVP_Digest(ngx_http_juki_script, ngx_strlen(ngx_http_juki_script),
-                   raw, &n, EVP_sha1(), NULL)
-        != 1)
-    {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "juki: cannot hash the redis script");
-        return NGX_ERROR;
-    }
-
-    ngx_hex_dump(ngx_http_juki_script_sha, raw, 20);
 
     ngx_http_juki_jmcf = jmcf;
     ngx_http_juki_log = cycle->log;
@@ -214,6 +143,28 @@ ngx_http_juki_redis_exit_worker(void)
 }
 
 
+/* a monotonic clock fine enough for round trips of a few microseconds */
+
+static uint64_t
+ngx_http_juki_now_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+/* the configuration the worker's connections serve */
+
+ngx_http_juki_main_conf_t *
+ngx_http_juki_redis_main_conf(void)
+{
+    return ngx_http_juki_conns ? ngx_http_juki_jmcf : NULL;
+}
+
+
 /* a connection to send on, or NULL: the caller answers 503 at once */
 
 ngx_http_juki_redis_conn_t *
@@ -278,6 +229,7 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
     }
 
     cmd->deadline = ngx_current_msec + ngx_http_juki_jmcf->redis->timeout;
+    cmd->sent_us = ngx_http_juki_now_us();
 
     ngx_queue_insert_tail(&rc->pending, &cmd->queue);
     rc->npending++;
@@ -371,6 +323,10 @@ ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
     rcf = ngx_http_juki_jmcf->redis;
     rc->last_attempt = ngx_current_msec;
 
+    if (rc->attempts++) {
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_RECONNECTS, 1);
+    }
+
     /* the address is numeric, resolved at configuration time */
 
     if (rcf->unix_path.len) {
@@ -388,6 +344,7 @@ ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
     }
 
     if (ac->err) {
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
         ngx_http_juki_redis_log(ngx_http_juki_log,
                                 NGX_HTTP_JUKI_LOG_UNAVAILABLE,
                                 "redis %V unavailable: %s", &rcf->address,
@@ -500,8 +457,8 @@ ngx_http_juki_redis_handshake(ngx_http_juki_redis_conn_t *rc)
             argl[argc++] = 6;
             args[argc] = "LOAD";
             argl[argc++] = 4;
-            args[argc] = ngx_http_juki_script;
-            argl[argc++] = ngx_strlen(ngx_http_juki_script);
+            args[argc] = (char *) ngx_http_juki_jmcf->script.data;
+            argl[argc++] = ngx_http_juki_jmcf->script.len;
             break;
 
         default:
@@ -588,7 +545,7 @@ ngx_http_juki_redis_handshake_reply(ngx_http_juki_cmd_t *cmd,
 
     if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
 
-        if (ngx_strncmp(reply->str, ngx_http_juki_script_sha, 40) != 0) {
+        if (ngx_strncmp(reply->str, ngx_http_juki_jmcf->script_sha, 40) != 0) {
             ngx_log_error(NGX_LOG_CRIT, ngx_http_juki_log, 0,
                           "juki: redis returned an unexpected script sha");
             return NGX_ERROR;
@@ -625,10 +582,15 @@ ngx_http_juki_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         ngx_del_timer(&rc->timer);
     }
 
+    if (r) {
+        ngx_http_juki_stat_rtt(ngx_http_juki_now_us() - cmd->sent_us);
+    }
+
     if (!ngx_http_juki_exiting && cmd->handler
         && cmd->handler(cmd, r) != NGX_OK && rc->ac == ac)
     {
         /* inside a callback hiredis frees the context once it returns */
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
         ngx_http_juki_redis_drop(rc);
     }
 
@@ -642,6 +604,7 @@ ngx_http_juki_redis_connected(const redisAsyncContext *ac, int status)
     ngx_http_juki_redis_conn_t  *rc = ac->data;
 
     if (status != REDIS_OK) {
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
         ngx_http_juki_redis_log(ngx_http_juki_log,
                                 NGX_HTTP_JUKI_LOG_UNAVAILABLE,
                                 "redis %V unavailable: %s",
@@ -662,6 +625,7 @@ ngx_http_juki_redis_disconnected(const redisAsyncContext *ac, int status)
     ngx_http_juki_redis_conn_t  *rc = ac->data;
 
     if (status != REDIS_OK && !ngx_http_juki_exiting) {
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
         ngx_http_juki_redis_log(ngx_http_juki_log,
                                 NGX_HTTP_JUKI_LOG_UNAVAILABLE,
                                 "redis %V connection lost: %s",
@@ -761,6 +725,8 @@ ngx_http_juki_redis_timer_handler(ngx_event_t *ev)
         ngx_add_timer(&rc->timer, (ngx_msec_t) left);
         return;
     }
+
+    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
 
     ngx_http_juki_redis_log(ngx_http_juki_log, NGX_HTTP_JUKI_LOG_TIMEOUT,
                             "redis %V timed out after %M ms, "

@@ -176,7 +176,8 @@ sub audit_records {
 }
 
 sub backend_hits {
-    my $log = "t/servroot/logs/backend.log";
+    my $log = ($ENV{TEST_NGINX_SERVROOT} // 't/servroot')
+              . '/logs/backend.log';
     return 0 unless -f $log;
     open(my $fh, '<', $log) or return 0;
     my @l = <$fh>;

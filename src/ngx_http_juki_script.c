@@ -1,0 +1,215 @@
+
+/*
+ * juki-gateway: the Lua script of the one Redis round trip.  It is built
+ * at configuration time: the anomaly rules are constants in its text, so a
+ * request sends no argument for them.
+ *
+ * KEYS: juki:stop, juki:{A}:stop, juki:{A}:stop:op:O, juki:{A}:rl,
+ *       juki:{A}:audit -- or the audit stream alone when the gateway
+ *       decided already.
+ * ARGV: 1 the gateway's decision or "", 2-4 dmac for allow (or the
+ *       gateway's decision), deny:stopped, deny:rate_limited, 5-8 GCRA
+ *       interval and tolerance (us) of the agency and the purpose limit,
+ *       0 for none, 9-24 the record (docs/audit.md) but the decision.
+ * juki:{A}:rl is a hash of theoretical arrival times (us): field "_" for
+ * the agency, the purpose code for agency and purpose.  Redis's clock is
+ * the one clock every gateway shares.  Each call from Lua costs more than
+ * the arithmetic around it, so the common path makes four.
+ * Reply: {0} allow, {1} stopped, {2, wait_us, limit} rate limited,
+ *        {3} recorded as decided; followed by {rule, count} when an
+ *        anomaly rule fired.  All keys an agency's request touches share
+ *        the hash tag {A}.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+
+#include "ngx_http_juki_module.h"
+
+
+static char  ngx_http_juki_script_head[] =
+    "local A, O, S = ARGV[15], ARGV[18], ARGV[20]\n"
+    "local now\n"
+    "local fired\n"
+    "local function clock()\n"
+    "  if not now then\n"
+    "    local t = redis.call('TIME')\n"
+    "    now = t[1] * 1000000 + t[2]\n"
+    "  end\n"
+    "  return now\n"
+    "end\n"
+    "local function fire(i, r, c)\n"
+    "  local w = r[3] / 1000\n"
+    "  local a = {time = math.floor(clock() / 1000), node = ARGV[11],\n"
+    "    agency = A, rule = r[1], count = c, threshold = r[2],\n"
+    "    window_s = w, action = r[4], dry_run = r[5]}\n"
+    "  if r[1] == 'distinct_subjects' then a.operator = O end\n"
+    "  if not r[5] then\n"
+    "    local why = 'anomaly ' .. r[1] .. ': ' .. c .. ' > ' .. r[2]\n"
+    "      .. ' in ' .. w .. 's'\n"
+    "    if r[4] == 'stop_operator' then\n"
+    "      redis.call('SET', 'juki:{' .. A .. '}:stop:op:' .. O, why)\n"
+    "    elseif r[4] == 'stop_agency' then\n"
+    "      redis.call('SET', 'juki:{' .. A .. '}:stop', why)\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('PUBLISH', 'juki:alerts', cjson.encode(a))\n"
+    "  fired = {i, c}\n"
+    "end\n"
+    "local function once(i, r)\n"
+    "  local k = 'juki:{' .. A .. '}:fired:' .. i\n"
+    "  if r[1] == 'distinct_subjects' then k = k .. ':' .. O end\n"
+    "  return redis.call('SET', k, 1, 'NX', 'PX', r[3])\n"
+    "end\n"
+    "local function denied()\n"
+    "  for i, r in ipairs(R) do\n"
+    "    if r[1] == 'denials' then\n"
+    "      local t = math.floor(clock() / 1000)\n"
+    "      local b = math.floor(t / r[3])\n"
+    "      local k = 'juki:{' .. A .. '}:denials:' .. i .. ':'\n"
+    "      local cur = redis.call('INCR', k .. b)\n"
+    "      if cur == 1 then redis.call('PEXPIRE', k .. b, 2 * r[3]) end\n"
+    "      local prev = tonumber(redis.call('GET', k .. (b - 1)) or 0)\n"
+    "      local c = cur + math.floor(prev * (1 - (t % r[3]) / r[3]))\n"
+    "      if c > r[2] and once(i, r) then fire(i, r, c) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local function looked_up()\n"
+    "  local z = 'juki:{' .. A .. '}:seen:' .. O\n"
+    "  local t = math.floor(clock() / 1000)\n"
+    "  if redis.call('ZADD', z, t, string.sub(S, 1, 16)) == 0 then\n"
+    "    return\n"
+    "  end\n"
+    "  redis.call('ZREMRANGEBYSCORE', z, '-inf', '(' .. (t - WMAX))\n"
+    "  redis.call('PEXPIRE', z, WMAX)\n"
+    "  for i, r in ipairs(R) do\n"
+    "    if r[1] == 'distinct_subjects' then\n"
+    "      local c = redis.call('ZCOUNT', z, '(' .. (t - r[3]), '+inf')\n"
+    "      if c > r[2] and once(i, r) then fire(i, r, c) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local function rec(d, m)\n"
+    "  redis.call('XADD', KEYS[#KEYS], '*', 'id', ARGV[9], 'ts', ARGV[10],\n"
+    "    'node', ARGV[11], 'writer', ARGV[12], 'seq', ARGV[13],\n"
+    "    'kid', ARGV[14], 'agency', A, 'kind', ARGV[16],\n"
+    "    'cert', ARGV[17], 'operator', O, 'purpose', ARGV[19],\n"
+    "    'subject', S, 'method', ARGV[21], 'uri', ARGV[22],\n"
+    "    'decision', d, 'prev', ARGV[23], 'mac', ARGV[24], 'dmac', m)\n"
+    "  if DENIALS and d ~= 'allow' and A ~= '' then denied() end\n"
+    "end\n"
+    "local function out(t)\n"
+    "  if fired then t[#t + 1] = fired[1] t[#t + 1] = fired[2] end\n"
+    "  return t\n"
+    "end\n"
+    "if ARGV[1] ~= '' then rec(ARGV[1], ARGV[2]) return out({3}) end\n"
+    "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then\n"
+    "  rec('deny:stopped', ARGV[3]) return out({1})\n"
+    "end\n"
+    "local t1, t2 = tonumber(ARGV[5]), tonumber(ARGV[7])\n"
+    "if t1 > 0 or t2 > 0 then\n"
+    "  local n = clock()\n"
+    "  local tat = redis.call('HMGET', KEYS[4], '_', ARGV[19])\n"
+    "  local a = math.max(tonumber(tat[1]) or 0, n)\n"
+    "  local p = math.max(tonumber(tat[2]) or 0, n)\n"
+    "  local w1, w2 = 0, 0\n"
+    "  if t1 > 0 then w1 = a - tonumber(ARGV[6]) - n end\n"
+    "  if t2 > 0 then w2 = p - tonumber(ARGV[8]) - n end\n"
+    "  if w1 > 0 or w2 > 0 then\n"
+    "    rec('deny:rate_limited', ARGV[4])\n"
+    "    if w1 >= w2 then return out({2, w1, 1}) end\n"
+    "    return out({2, w2, 2})\n"
+    "  end\n"
+    "  if t1 == 0 then\n"
+    "    redis.call('HSET', KEYS[4], ARGV[19], p + t2)\n"
+    "  elseif t2 == 0 then\n"
+    "    redis.call('HSET', KEYS[4], '_', a + t1)\n"
+    "  else\n"
+    "    redis.call('HSET', KEYS[4], '_', a + t1, ARGV[19], p + t2)\n"
+    "  end\n"
+    "end\n"
+    "rec('allow', ARGV[2])\n"
+    "if DISTINCT and S ~= '' then looked_up() end\n"
+    "return out({0})\n";
+
+
+static char *ngx_http_juki_rule_names[] = {
+    "", "distinct_subjects", "denials"
+};
+
+static char *ngx_http_juki_action_names[] = {
+    "", "stop_operator", "stop_agency", "alert"
+};
+
+
+/* the rules as Lua constants in front of the fixed part, then its SHA-1 */
+
+ngx_int_t
+ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
+{
+    u_char                   *p, raw[EVP_MAX_MD_SIZE];
+    size_t                    len;
+    ngx_uint_t                i, distinct, denials;
+    ngx_msec_t                wmax;
+    unsigned int              n;
+    ngx_http_juki_anomaly_t  *rule;
+
+    rule = jmcf->anomalies.elts;
+    distinct = 0;
+    denials = 0;
+    wmax = 0;
+
+    len = sizeof("local R = {\n}\nlocal DISTINCT, DENIALS, WMAX = true, "
+                 "false, \n") + NGX_INT_T_LEN
+          + jmcf->anomalies.nelts * (sizeof("  {'', , , '', false},\n")
+                                     + 2 * NGX_INT_T_LEN + 32)
+          + sizeof(ngx_http_juki_script_head);
+
+    jmcf->script.data = ngx_pnalloc(cf->pool, len);
+    if (jmcf->script.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(jmcf->script.data, "local R = {\n", 12);
+
+    for (i = 0; i < jmcf->anomalies.nelts; i++) {
+        p = ngx_sprintf(p, "  {'%s', %ui, %M, '%s', %s},\n",
+                        ngx_http_juki_rule_names[rule[i].type],
+                        rule[i].threshold, rule[i].window,
+                        ngx_http_juki_action_names[rule[i].action],
+                        rule[i].dry_run ? "true" : "false");
+
+        if (rule[i].type == NGX_HTTP_JUKI_RULE_DISTINCT) {
+            distinct = 1;
+            wmax = ngx_max(wmax, rule[i].window);
+
+        } else {
+            denials = 1;
+        }
+    }
+
+    p = ngx_sprintf(p, "}\nlocal DISTINCT, DENIALS, WMAX = %s, %s, %M\n",
+                    distinct ? "true" : "false", denials ? "true" : "false",
+                    wmax);
+
+    p = ngx_cpymem(p, ngx_http_juki_script_head,
+                   sizeof(ngx_http_juki_script_head));
+
+    jmcf->script.len = p - jmcf->script.data - 1;
+
+    if (EVP_Digest(jmcf->script.data, jmcf->script.len, raw, &n, EVP_sha1(),
+                   NULL)
+        != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(jmcf->script_sha, raw, 20);
+
+    return NGX_OK;
+}
