@@ -48,6 +48,8 @@ typedef struct {
     const char      *format;
     const char      *resident_code;
     const char      *max_skew;
+    const char      *count;
+    const char      *timeout;
     int              help;
 } jk_opts_t;
 
@@ -244,6 +246,7 @@ int jk_cmd_status(const jk_opts_t *o);
 int jk_cmd_report(const jk_opts_t *o);
 int jk_cmd_disclose(const jk_opts_t *o);
 int jk_cmd_verify(const jk_opts_t *o);
+int jk_cmd_watch(const jk_opts_t *o);
 
 
 #endif /* JK_H_INCLUDED */

@@ -14,7 +14,8 @@
 #define C_REPORT    0x08
 #define C_DISCLOSE  0x10
 #define C_VERIFY    0x20
-#define C_ALL       0x3f
+#define C_WATCH     0x40
+#define C_ALL       0x7f
 
 
 typedef struct {
@@ -84,6 +85,13 @@ static const jk_command_t  jk_commands[] = {
       "Walks every writer's chain across all juki:{*}:audit streams."
       "  Exit 0 when\nintact, 1 naming the first break.\n" },
 
+    { "watch", C_WATCH, jk_cmd_watch,
+      "usage: jukictl watch [--count N] [--timeout SECONDS]"
+      " [--format text|json]\n\n"
+      "Subscribes to juki:alerts and prints every alert as it arrives."
+      "  Exit 0\nafter N alerts, after SECONDS in total, or on SIGINT or"
+      " SIGTERM.\n" },
+
     { NULL, 0, NULL, NULL }
 };
 
@@ -101,9 +109,11 @@ static const jk_option_t  jk_options[] = {
     { "reason", C_STOP | C_RESUME, JK_OPT(reason) },
     { "from", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(from) },
     { "to", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(to) },
-    { "format", C_REPORT | C_DISCLOSE, JK_OPT(format) },
+    { "format", C_REPORT | C_DISCLOSE | C_WATCH, JK_OPT(format) },
     { "resident-code", C_DISCLOSE, JK_OPT(resident_code) },
     { "max-skew", C_VERIFY, JK_OPT(max_skew) },
+    { "count", C_WATCH, JK_OPT(count) },
+    { "timeout", C_WATCH, JK_OPT(timeout) },
     { NULL, 0, 0 }
 };
 
@@ -122,8 +132,8 @@ jk_help(const jk_command_t *cmd)
 
     fputs("usage: jukictl COMMAND [OPTIONS]\n\n"
           "juki-gateway control: emergency stop, status, publication"
-          " report,\ndisclosure to residents, audit chain verification."
-          "\n\ncommands:\n", stdout);
+          " report,\ndisclosure to residents, audit chain verification,"
+          " alerts.\n\ncommands:\n", stdout);
 
     for (i = 0; jk_commands[i].name; i++) {
         const char  *h = strchr(jk_commands[i].help, ':') + 2;

@@ -552,4 +552,153 @@ is($rc, 2, 'unreachable unix socket exits 2');
 
 $redis->cmd('FLUSHDB');
 
+# --- watch ---
+
+use Time::HiRes ();
+
+my $chan = 'juki:alerts';
+
+sub numsub { return $redis->cmd('PUBSUB', 'NUMSUB', $chan)->[1] }
+
+# until N clients are subscribed (at most 10 s)
+sub wait_numsub {
+    my ($want) = @_;
+    for (1 .. 200) {
+        return 1 if numsub() == $want;
+        Time::HiRes::sleep(0.05);
+    }
+    return 0;
+}
+
+# jukictl watch in the background, its stdout on a pipe; returns the pid
+# and the reading end once it is subscribed (or has exited)
+sub watch_start {
+    my (@args) = @_;
+    wait_numsub(0) or die 'a subscriber is left over';
+    pipe my $r, my $w or die "pipe: $!";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        close $r;
+        $ENV{JUKI_REDIS} = "$host:$port";
+        $ENV{JUKI_REDIS_DB} = $db;
+        delete $ENV{$_} for qw(JUKI_AUDIT_KEY JUKI_REDIS_PASSWORD
+                               JUKI_REDIS_USER);
+        open STDOUT, '>&', $w or die;
+        open STDERR, '>', "$dir/watch.err" or die;
+        exec $bin, 'watch', @args or exit 127;
+    }
+    close $w;
+    for (1 .. 200) {
+        last if numsub() == 1 || waitpid($pid, POSIX::WNOHANG()) == $pid;
+        Time::HiRes::sleep(0.05);
+    }
+    return ($pid, $r);
+}
+
+# all of its output, its exit status (-1 when killed by a signal) and
+# stderr; killed after 15 s
+sub watch_end {
+    my ($pid, $r) = @_;
+    local $SIG{ALRM} = sub { kill 'KILL', $pid };
+    alarm 15;
+    my $out = do { local $/; <$r> } // '';
+    close $r;
+    waitpid $pid, 0;
+    alarm 0;
+    my $rc = $? & 127 ? -1 : $? >> 8;
+    open my $e, '<', "$dir/watch.err" or die;
+    my $err = do { local $/; <$e> } // '';
+    return ($rc, $out, $err);
+}
+
+sub publish { return $redis->cmd('PUBLISH', $chan, $_[0]) }
+
+my $alert1 = '{"time":1795690516811,"node":"gw-1","agency":"pension-service",'
+           . '"operator":"op-7","rule":"distinct_subjects","count":101,'
+           . '"threshold":100,"window_s":3600,"action":"stop_operator",'
+           . '"dry_run":false}';
+my $alert2 = '{"time":1795690516999,"node":"gw-2","agency":"city-a",'
+           . '"rule":"denials","count":51,"threshold":50,"window_s":600,'
+           . '"action":"stop_agency","dry_run":true,'
+           . '"extra":{"nested":[1,"}\"]",{"a":null}]}}';
+
+my ($pid, $fh) = watch_start('--count', 2, '--format', 'json', '--timeout',
+                             10);
+is(numsub(), 1, 'watch: subscribed to juki:alerts');
+is(publish($alert1), 1, 'watch: the first alert is received');
+is(publish($alert2), 1, 'watch: the second alert is received');
+($rc, $out, $err) = watch_end($pid, $fh);
+is($rc, 0, 'watch --count 2 --format json: exit 0') or diag $err;
+is($out, "$alert1\n$alert2\n", 'watch --format json: verbatim, one a line');
+is($err, '', 'watch: nothing on stderr');
+
+($pid, $fh) = watch_start('--count', 2, '--timeout', 10);
+publish($alert1);
+publish($alert2);
+($rc, $out, $err) = watch_end($pid, $fh);
+is($rc, 0, 'watch --format text: exit 0') or diag $err;
+is($out, '2026-11-26T10:55:16.811Z ALERT distinct_subjects'
+         . ' agency=pension-service operator=op-7 count=101 threshold=100'
+         . " window=3600s action=stop_operator\n"
+         . '2026-11-26T10:55:16.999Z ALERT denials agency=city-a count=51'
+         . " threshold=50 window=600s action=stop_agency DRY RUN\n",
+   'watch --format text: one line an alert, DRY RUN, no operator');
+
+($pid, $fh) = watch_start('--count', 4, '--format', 'text', '--timeout',
+                          10);
+publish('not json');
+publish('{"rule":"x",');
+publish("[1,2]\e[2J");
+publish('{"rule":"odd","agency":"a\u001b\"b","fields":"may grow"}');
+($rc, $out, $err) = watch_end($pid, $fh);
+is($rc, 0, 'watch: malformed messages: exit 0') or diag $err;
+my @wl = split /\n/, $out;
+is_deeply([ @wl[0 .. 2] ], [ 'malformed: not json', 'malformed: {"rule":"x",',
+                             'malformed: [1,2]\x1b[2J' ],
+          'watch: malformed messages printed with a prefix, escaped');
+like($wl[3], qr/^\d{4}-\d\d-\d\dT[\d:.]+Z ALERT odd agency=a\\u001b"b$/,
+     'watch: an alert without time or counts');
+
+($pid, $fh) = watch_start('--count', 1, '--format', 'json', '--timeout',
+                          10);
+publish(qq({\n  "rule": "pretty"\r\n}));
+($rc, $out) = watch_end($pid, $fh);
+is($out, qq({   "rule": "pretty"  }\n), 'watch --format json: one line');
+
+my $t0 = Time::HiRes::time();
+($rc, $out, $err) = jk('watch', '--timeout', 1);
+my $took = Time::HiRes::time() - $t0;
+is($rc, 0, 'watch --timeout 1: exit 0') or diag $err;
+ok($took >= 0.9 && $took < 1.5, "watch --timeout 1: took $took s");
+is($out, '', 'watch --timeout 1: no alerts, no output');
+
+for my $sig (qw(TERM INT)) {
+    ($pid, $fh) = watch_start('--timeout', 10);
+    $t0 = Time::HiRes::time();
+    kill $sig, $pid;
+    ($rc, $out, $err) = watch_end($pid, $fh);
+    is($rc, 0, "watch: SIG$sig exits 0") or diag $err;
+    ok(Time::HiRes::time() - $t0 < 1, "watch: SIG$sig at once");
+}
+
+($pid, $fh) = watch_start('--timeout', 10);
+$redis->cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+($rc, $out, $err) = watch_end($pid, $fh);
+is($rc, 2, 'watch: lost connection exits 2');
+like($err, qr/\Ajukictl: lost the connection to Redis at [^\n]+\n\z/,
+     'watch: lost connection: one line');
+
+($rc, $out, $err) = jk('watch', '--redis', '127.0.0.1:1', '--timeout', 1);
+is($rc, 2, 'watch: unreachable Redis exits 2');
+like($err,
+     qr/\Ajukictl:\ cannot\ connect\ to\ Redis\ at\ 127\.0\.0\.1:1:\ [^\n]+\n\z/x,
+     'watch: unreachable Redis says so');
+
+for my $case ([ '--count', 0 ], [ '--count', 'x' ], [ '--timeout', 0 ],
+              [ '--timeout', '-1' ], [ '--format', 'md' ]) {
+    ($rc, $out, $err) = jk('watch', @$case);
+    is($rc, 2, "watch @$case: usage error");
+    like($err, qr/\Ajukictl: [^\n]+\n\z/, "watch @$case: one line");
+}
+
 done_testing();

@@ -57,7 +57,9 @@ sub redis_flush { redis('FLUSHALL'); }
 # between blocks: lift every stop switch and forget every rate limit, but
 # keep the trail
 sub redis_reset {
-    for my $pattern ('juki:*stop*', 'juki:*:rl*') {
+    for my $pattern ('juki:*stop*', 'juki:*:rl*', 'juki:*:seen:*',
+                     'juki:*:fired:*', 'juki:*:denials:*')
+    {
         my @keys = grep { length } redis_raw('--scan', '--pattern', $pattern);
         redis('DEL', @keys) if @keys;
     }
@@ -387,6 +389,108 @@ sub juki_defaults {
         unless defined $block->http_config;
     $block->set_value('config', client_config())
         unless defined $block->config;
+}
+
+# a background subscriber to juki:alerts; alerts() returns what it saw
+my ($sub_pid, $sub_file);
+
+sub subscribe_alerts {
+    $sub_file = (juki_env('TEST_NGINX_REDIS_DIR')) . "/alerts.$$.txt";
+    unlink $sub_file;
+    $sub_pid = fork();
+    die "fork: $!" unless defined $sub_pid;
+    if ($sub_pid == 0) {
+        open(STDOUT, '>', $sub_file) or POSIX::_exit(1);
+        exec('redis-cli', '-p', juki_env('TEST_NGINX_REDIS_PORT'), '--raw',
+             'SUBSCRIBE', 'juki:alerts') or POSIX::_exit(1);
+    }
+    # wait until the subscription exists
+    for (1 .. 50) {
+        last if redis('PUBSUB', 'NUMSUB', 'juki:alerts') =~ /"?1"?\s*$/;
+        select(undef, undef, undef, 0.05);
+    }
+}
+
+sub alerts {
+    select(undef, undef, undef, 0.2);
+    kill 'TERM', $sub_pid if $sub_pid;
+    waitpid($sub_pid, 0) if $sub_pid;
+    $sub_pid = undef;
+    open(my $fh, '<', $sub_file) or return ();
+    my @l = grep { /^\{/ } <$fh>;
+    close $fh;
+    chomp @l;
+    return @l;
+}
+
+# the Prometheus text exposition format, line by line; returns the errors
+sub prometheus_errors {
+    my $text = shift;
+    my (@err, %type, %seen);
+    my $name = qr/[a-zA-Z_:][a-zA-Z0-9_:]*/;
+    my $lv = qr/"(?:[^"\\\n]|\\[\\"n])*"/;
+    for my $line (split /\n/, $text) {
+        if ($line =~ /^# HELP ($name) \S/) {
+            next;
+        }
+        if ($line =~ /^# TYPE ($name) (counter|gauge|histogram|summary|untyped)$/) {
+            push @err, "TYPE after samples of $1" if $seen{$1};
+            $type{$1} = $2;
+            next;
+        }
+        if ($line =~ /^($name)(\{[a-zA-Z_][a-zA-Z0-9_]*=$lv(?:,[a-zA-Z_][a-zA-Z0-9_]*=$lv)*\})? (-?(?:\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\+Inf|-Inf|NaN))$/) {
+            my $m = $1;
+            (my $base = $m) =~ s/_(bucket|sum|count)$//;
+            my $t = $type{$m} // $type{$base};
+            push @err, "no TYPE for $m" unless $t;
+            push @err, "counter $m does not end in _total"
+                if $t && $t eq 'counter' && $m !~ /_total$/;
+            $seen{$m} = $seen{$base} = 1;
+            next;
+        }
+        push @err, "bad line: $line";
+    }
+    return @err;
+}
+
+
+# ---- hostile-input helpers (t/030-hostile.t); nothing above depends on them
+
+# where http_config_ext() has the backend log a second time: outside the
+# servroot, so it survives the servroot being recreated for every block (and
+# keeps growing in HUP mode, where the servroot is kept); one file per run
+sub backend_log_path {
+    return juki_env('TEST_NGINX_PKI') . '/../backend-hostile.log';
+}
+
+# the lines of that log (or of FILE)
+sub backend_log_lines {
+    my $file = shift // backend_log_path();
+    open(my $fh, '<', $file) or return ();
+    my @l = <$fh>;
+    close $fh;
+    return @l;
+}
+
+# http_config(%o) plus: crl => a file of $TEST_NGINX_PKI used as ssl_crl
+# instead of crl.pem (e.g. 'crl-expired.pem'); the backend also logs to
+# backend_log_path() unless backend_log => 0
+sub http_config_ext {
+    my %o = @_;
+    my $crl = delete $o{crl};
+    my $blog = exists $o{backend_log} ? delete $o{backend_log} : 1;
+    my $pki = juki_env('TEST_NGINX_PKI');
+    my $text = http_config(%o);
+    if (defined $crl) {
+        $text =~ s{ssl_crl \Q$pki\E/crl\.pem;}{ssl_crl $pki/$crl;}
+            or die "http_config_ext: no ssl_crl line to replace\n";
+    }
+    if ($blog) {
+        my $path = backend_log_path();
+        $text =~ s{(access_log logs/backend\.log;)}{$1\n        access_log $path;}
+            or die "http_config_ext: no backend access_log line\n";
+    }
+    return $text;
 }
 
 1;
