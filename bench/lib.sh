@@ -32,6 +32,8 @@ B_PURPOSE=bench.lookup
 B_OPERATOR=op-bench-1
 B_AGENCY=bench-agency
 B_PIN=${BENCH_PIN:-0}
+# BENCH_GATEWAY_EXTRA: more http-level directives for the gateway, e.g. the
+# anomaly rules, to measure what they cost (bench/anomaly.sh)
 B_DIR=
 B_STARTED=()
 
@@ -170,6 +172,7 @@ $(b_temp_paths gateway)
     juki_audit_key $B_DIR/audit.key;
     juki_node      bench-gw;
     include $B_DIR/gateway/policy.conf;
+    ${BENCH_GATEWAY_EXTRA:-}
 
     upstream be_a { server 127.0.0.1:$P_BA; keepalive 64; keepalive_requests 1000000; }
     upstream be_b { server 127.0.0.1:$P_BB; keepalive 64; keepalive_requests 1000000; }

@@ -14,7 +14,7 @@ use POSIX ();
 our @EXPORT = qw(juki_env redis redis_flush redis_reset audit_records
                  backend_hits http_config client_config juki_defaults
                  redis2 redis2_start redis2_stop redis2_kill redis2_pause later
-                 jukictl check_record);
+                 jukictl check_record dump_redis);
 
 sub juki_env {
     my $name = shift;
@@ -421,6 +421,65 @@ sub alerts {
     close $fh;
     chomp @l;
     return @l;
+}
+
+
+# ---- hostile-input helpers (t/030-hostile.t); nothing above depends on them
+
+# where http_config_ext() has the backend log a second time: outside the
+# servroot, so it survives the servroot being recreated for every block (and
+# keeps growing in HUP mode, where the servroot is kept); one file per run
+sub backend_log_path {
+    return juki_env('TEST_NGINX_PKI') . '/../backend-hostile.log';
+}
+
+# the lines of that log (or of FILE)
+sub backend_log_lines {
+    my $file = shift // backend_log_path();
+    open(my $fh, '<', $file) or return ();
+    my @l = <$fh>;
+    close $fh;
+    return @l;
+}
+
+# http_config(%o) plus: crl => a file of $TEST_NGINX_PKI used as ssl_crl
+# instead of crl.pem (e.g. 'crl-expired.pem'); the backend also logs to
+# backend_log_path() unless backend_log => 0
+sub http_config_ext {
+    my %o = @_;
+    my $crl = delete $o{crl};
+    my $blog = exists $o{backend_log} ? delete $o{backend_log} : 1;
+    my $pki = juki_env('TEST_NGINX_PKI');
+    my $text = http_config(%o);
+    if (defined $crl) {
+        $text =~ s{ssl_crl \Q$pki\E/crl\.pem;}{ssl_crl $pki/$crl;}
+            or die "http_config_ext: no ssl_crl line to replace\n";
+    }
+    if ($blog) {
+        my $path = backend_log_path();
+        $text =~ s{(access_log logs/backend\.log;)}{$1\n        access_log $path;}
+            or die "http_config_ext: no backend access_log line\n";
+    }
+    return $text;
+}
+
+# every key and every value in Redis, as text: for the check that no
+# resident code is stored anywhere
+sub dump_redis {
+    my $text = '';
+    for my $key (grep { length } redis_raw('--scan')) {
+        my ($type) = redis_raw('TYPE', $key);
+        my @v = $type eq 'string' ? redis_raw('GET', $key)
+              : $type eq 'hash'   ? redis_raw('HGETALL', $key)
+              : $type eq 'stream' ? redis_raw('XRANGE', $key, '-', '+')
+              : $type eq 'zset'   ? redis_raw('ZRANGE', $key, 0, -1,
+                                              'WITHSCORES')
+              : $type eq 'list'   ? redis_raw('LRANGE', $key, 0, -1)
+              : $type eq 'set'    ? redis_raw('SMEMBERS', $key)
+              : ("unknown type $type");
+        $text .= join("\n", $key, @v) . "\n";
+    }
+    return $text;
 }
 
 1;
