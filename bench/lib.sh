@@ -245,7 +245,11 @@ b_worker() { # the (single, non-exiting) worker of instance NAME
 }
 
 b_start_nginx() { # NAME
+    local t0 t1
+    t0=$(date +%s.%N)
     b_nginx "$1" -q -t || die "nginx -t failed for $1 (config $B_DIR/$1/nginx.conf)"
+    t1=$(date +%s.%N)
+    log "nginx -t of the $1 took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') s"
     b_nginx "$1" || die "nginx $1 failed to start"
     local i
     for ((i = 0; i < 50; i++)); do

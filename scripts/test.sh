@@ -17,6 +17,11 @@ cleanup() {
     # the second Redis of the fault tests (t/juki/JukiTest.pm)
     scripts/redis.sh stop "$work/redis-2" "$((port + 2))" >/dev/null 2>&1 \
         || true
+    # the third, on a unix socket with a password (t/025-redis-options.t)
+    if [ -S "$work/redis-3/redis.sock" ]; then
+        redis-cli -s "$work/redis-3/redis.sock" -a ops-secret \
+            --no-auth-warning shutdown nosave >/dev/null 2>&1 || true
+    fi
     if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi
 }
 trap cleanup EXIT

@@ -482,4 +482,42 @@ sub dump_redis {
     return $text;
 }
 
+# a third Redis with a unix socket, a password, an ACL user; stopped by
+# redis3_stop() (the caller's END block or the next start)
+sub redis3_dir { return juki_env('TEST_NGINX_REDIS_DIR') . '-3' }
+
+sub redis3_start {
+    my $dir = redis3_dir();
+    redis3_stop();
+    mkdir $dir;
+    system('redis-server', '--port', '0', '--unixsocket', "$dir/redis.sock",
+           '--unixsocketperm', '700', '--daemonize', 'yes',
+           '--pidfile', "$dir/redis.pid", '--dir', $dir, '--save', '',
+           '--appendonly', 'yes', '--appendfsync', 'always',
+           '--requirepass', 'ops-secret',
+           '--user', 'default', 'on', '>ops-secret', '~*', '&*', '+@all',
+           '--user', 'juki-gw', 'on', '>gw-secret', '~juki:*', '&*',
+           '+@all', '--logfile', "$dir/redis.log") == 0
+        or die "cannot start the third redis\n";
+    for (1 .. 100) {
+        last if -S "$dir/redis.sock"
+                && `redis-cli -s $dir/redis.sock -a ops-secret --no-auth-warning ping 2>/dev/null` =~ /PONG/;
+        select(undef, undef, undef, 0.05);
+    }
+}
+
+sub redis3_stop {
+    my $dir = redis3_dir();
+    return unless -f "$dir/redis.pid";
+    system("redis-cli -s $dir/redis.sock -a ops-secret --no-auth-warning shutdown nosave >/dev/null 2>&1");
+    unlink "$dir/redis.pid";
+}
+
+sub redis3 {
+    my @args = @_;
+    my $dir = redis3_dir();
+    my $out = `redis-cli -s $dir/redis.sock -a ops-secret --no-auth-warning @args 2>&1`;
+    return $out;
+}
+
 1;
