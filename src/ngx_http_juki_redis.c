@@ -59,6 +59,8 @@ static ngx_uint_t                   ngx_http_juki_nconns;
 static ngx_uint_t                   ngx_http_juki_next;
 static ngx_log_t                   *ngx_http_juki_log;
 static ngx_queue_t                  ngx_http_juki_free_cmds;
+static u_char                      *ngx_http_juki_fmt;
+static size_t                       ngx_http_juki_fmt_size;
 
 
 ngx_int_t
@@ -139,6 +141,10 @@ ngx_http_juki_redis_exit_worker(void)
 
     ngx_http_juki_conns = NULL;
 
+    ngx_free(ngx_http_juki_fmt);
+    ngx_http_juki_fmt = NULL;
+    ngx_http_juki_fmt_size = 0;
+
     ngx_http_juki_crypto_cleanup();
 }
 
@@ -217,12 +223,49 @@ ngx_int_t
 ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
     const char **argv, const size_t *argvlen, ngx_http_juki_cmd_t *cmd)
 {
+    u_char     *p;
+    size_t      len;
+    ngx_int_t   i;
+
     if (rc->ac == NULL) {
         return NGX_ERROR;
     }
 
-    if (redisAsyncCommandArgv(rc->ac, ngx_http_juki_redis_reply, cmd, argc,
-                              argv, argvlen)
+    /*
+     * the command in RESP, formatted here in one pass into a buffer the
+     * worker keeps: hiredis's own formatting grows an sds per argument
+     */
+
+    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
+
+    for (i = 0; i < argc; i++) {
+        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
+    }
+
+    if (len > ngx_http_juki_fmt_size) {
+        ngx_free(ngx_http_juki_fmt);
+
+        ngx_http_juki_fmt_size = ngx_max(len, 4096);
+        ngx_http_juki_fmt = ngx_alloc(ngx_http_juki_fmt_size,
+                                      ngx_http_juki_log);
+        if (ngx_http_juki_fmt == NULL) {
+            ngx_http_juki_fmt_size = 0;
+            return NGX_ERROR;
+        }
+    }
+
+    p = ngx_sprintf(ngx_http_juki_fmt, "*%i\r\n", (ngx_int_t) argc);
+
+    for (i = 0; i < argc; i++) {
+        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+
+    if (redisAsyncFormattedCommand(rc->ac, ngx_http_juki_redis_reply, cmd,
+                                   (char *) ngx_http_juki_fmt,
+                                   p - ngx_http_juki_fmt)
         != REDIS_OK)
     {
         return NGX_ERROR;
