@@ -31,7 +31,9 @@
 #include "ngx_http_juki_module.h"
 
 
-static char  ngx_http_juki_script_head[] =
+/* the parts of the script; those of the anomaly rules only when used */
+
+static char  ngx_http_juki_script_top[] =
     "local A, O, S = ARGV[15], ARGV[18], ARGV[20]\n"
     "local now\n"
     "local fired\n"
@@ -41,7 +43,9 @@ static char  ngx_http_juki_script_head[] =
     "    now = t[1] * 1000000 + t[2]\n"
     "  end\n"
     "  return now\n"
-    "end\n"
+    "end\n";
+
+static char  ngx_http_juki_script_fire[] =
     "local function fire(i, r, c)\n"
     "  local w = r[3] / 1000\n"
     "  local a = {time = math.floor(clock() / 1000), node = ARGV[11],\n"
@@ -64,7 +68,14 @@ static char  ngx_http_juki_script_head[] =
     "  local k = 'juki:{' .. A .. '}:fired:' .. i\n"
     "  if r[1] == 'distinct_subjects' then k = k .. ':' .. O end\n"
     "  return redis.call('SET', k, 1, 'NX', 'PX', r[3])\n"
-    "end\n"
+    "end\n";
+
+/*
+ * denials per agency: a sliding window counter of two fixed buckets, the
+ * previous one weighted by how much of it the window still covers
+ */
+
+static char  ngx_http_juki_script_denied[] =
     "local function denied()\n"
     "  for i, r in ipairs(R) do\n"
     "    if r[1] == 'denials' then\n"
@@ -78,13 +89,26 @@ static char  ngx_http_juki_script_head[] =
     "      if c > r[2] and once(i, r) then fire(i, r, c) end\n"
     "    end\n"
     "  end\n"
-    "end\n"
+    "end\n";
+
+/*
+ * distinct residents per operator, exact: a sorted set of pseudonym
+ * prefixes scored by when they were last looked up.  A resident looked
+ * up again is only re-scored once RES ms have passed, so repeated lookups
+ * cost a read and write nothing to the AOF.
+ */
+
+static char  ngx_http_juki_script_looked_up[] =
     "local function looked_up()\n"
     "  local z = 'juki:{' .. A .. '}:seen:' .. O\n"
+    "  local m = string.sub(S, 1, 16)\n"
     "  local t = math.floor(clock() / 1000)\n"
-    "  if redis.call('ZADD', z, t, string.sub(S, 1, 16)) == 0 then\n"
+    "  local last = redis.call('ZSCORE', z, m)\n"
+    "  if last then\n"
+    "    if t - tonumber(last) >= RES then redis.call('ZADD', z, t, m) end\n"
     "    return\n"
     "  end\n"
+    "  redis.call('ZADD', z, t, m)\n"
     "  redis.call('ZREMRANGEBYSCORE', z, '-inf', '(' .. (t - WMAX))\n"
     "  redis.call('PEXPIRE', z, WMAX)\n"
     "  for i, r in ipairs(R) do\n"
@@ -93,15 +117,21 @@ static char  ngx_http_juki_script_head[] =
     "      if c > r[2] and once(i, r) then fire(i, r, c) end\n"
     "    end\n"
     "  end\n"
-    "end\n"
+    "end\n";
+
+static char  ngx_http_juki_script_rec[] =
     "local function rec(d, m)\n"
     "  redis.call('XADD', KEYS[#KEYS], '*', 'id', ARGV[9], 'ts', ARGV[10],\n"
     "    'node', ARGV[11], 'writer', ARGV[12], 'seq', ARGV[13],\n"
     "    'kid', ARGV[14], 'agency', A, 'kind', ARGV[16],\n"
     "    'cert', ARGV[17], 'operator', O, 'purpose', ARGV[19],\n"
     "    'subject', S, 'method', ARGV[21], 'uri', ARGV[22],\n"
-    "    'decision', d, 'prev', ARGV[23], 'mac', ARGV[24], 'dmac', m)\n"
-    "  if DENIALS and d ~= 'allow' and A ~= '' then denied() end\n"
+    "    'decision', d, 'prev', ARGV[23], 'mac', ARGV[24], 'dmac', m)\n";
+
+static char  ngx_http_juki_script_rec_denied[] =
+    "  if d ~= 'allow' and A ~= '' then denied() end\n";
+
+static char  ngx_http_juki_script_main[] =
     "end\n"
     "local function out(t)\n"
     "  if fired then t[#t + 1] = fired[1] t[#t + 1] = fired[2] end\n"
@@ -133,8 +163,12 @@ static char  ngx_http_juki_script_head[] =
     "    redis.call('HSET', KEYS[4], '_', a + t1, ARGV[19], p + t2)\n"
     "  end\n"
     "end\n"
-    "rec('allow', ARGV[2])\n"
-    "if DISTINCT and S ~= '' then looked_up() end\n"
+    "rec('allow', ARGV[2])\n";
+
+static char  ngx_http_juki_script_main_looked_up[] =
+    "if S ~= '' then looked_up() end\n";
+
+static char  ngx_http_juki_script_end[] =
     "return out({0})\n";
 
 
@@ -147,7 +181,7 @@ static char *ngx_http_juki_action_names[] = {
 };
 
 
-/* the rules as Lua constants in front of the fixed part, then its SHA-1 */
+/* the rules as Lua constants, the parts they need, then its SHA-1 */
 
 ngx_int_t
 ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
@@ -164,26 +198,7 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
     denials = 0;
     wmax = 0;
 
-    len = sizeof("local R = {\n}\nlocal DISTINCT, DENIALS, WMAX = true, "
-                 "false, \n") + NGX_INT_T_LEN
-          + jmcf->anomalies.nelts * (sizeof("  {'', , , '', false},\n")
-                                     + 2 * NGX_INT_T_LEN + 32)
-          + sizeof(ngx_http_juki_script_head);
-
-    jmcf->script.data = ngx_pnalloc(cf->pool, len);
-    if (jmcf->script.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(jmcf->script.data, "local R = {\n", 12);
-
     for (i = 0; i < jmcf->anomalies.nelts; i++) {
-        p = ngx_sprintf(p, "  {'%s', %ui, %M, '%s', %s},\n",
-                        ngx_http_juki_rule_names[rule[i].type],
-                        rule[i].threshold, rule[i].window,
-                        ngx_http_juki_action_names[rule[i].action],
-                        rule[i].dry_run ? "true" : "false");
-
         if (rule[i].type == NGX_HTTP_JUKI_RULE_DISTINCT) {
             distinct = 1;
             wmax = ngx_max(wmax, rule[i].window);
@@ -193,12 +208,79 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
         }
     }
 
-    p = ngx_sprintf(p, "}\nlocal DISTINCT, DENIALS, WMAX = %s, %s, %M\n",
-                    distinct ? "true" : "false", denials ? "true" : "false",
-                    wmax);
+    len = sizeof("local R = {\n}\nlocal WMAX, RES = , \n") + 2 * NGX_INT_T_LEN
+          + jmcf->anomalies.nelts * (sizeof("  {'', , , '', false},\n")
+                                     + 2 * NGX_INT_T_LEN + 32)
+          + sizeof(ngx_http_juki_script_top)
+          + sizeof(ngx_http_juki_script_fire)
+          + sizeof(ngx_http_juki_script_denied)
+          + sizeof(ngx_http_juki_script_looked_up)
+          + sizeof(ngx_http_juki_script_rec)
+          + sizeof(ngx_http_juki_script_rec_denied)
+          + sizeof(ngx_http_juki_script_main)
+          + sizeof(ngx_http_juki_script_main_looked_up)
+          + sizeof(ngx_http_juki_script_end);
 
-    p = ngx_cpymem(p, ngx_http_juki_script_head,
-                   sizeof(ngx_http_juki_script_head));
+    jmcf->script.data = ngx_pnalloc(cf->pool, len);
+    if (jmcf->script.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = jmcf->script.data;
+
+    if (jmcf->anomalies.nelts) {
+        p = ngx_cpymem(p, "local R = {\n", 12);
+
+        for (i = 0; i < jmcf->anomalies.nelts; i++) {
+            p = ngx_sprintf(p, "  {'%s', %ui, %M, '%s', %s},\n",
+                            ngx_http_juki_rule_names[rule[i].type],
+                            rule[i].threshold, rule[i].window,
+                            ngx_http_juki_action_names[rule[i].action],
+                            rule[i].dry_run ? "true" : "false");
+        }
+
+        /* a repeated lookup re-scores its resident at 1/60 window steps */
+
+        p = ngx_sprintf(p, "}\nlocal WMAX, RES = %M, %M\n", wmax,
+                        ngx_max(wmax / 60, 1));
+    }
+
+    p = ngx_cpymem(p, ngx_http_juki_script_top,
+                   sizeof(ngx_http_juki_script_top) - 1);
+
+    if (jmcf->anomalies.nelts) {
+        p = ngx_cpymem(p, ngx_http_juki_script_fire,
+                       sizeof(ngx_http_juki_script_fire) - 1);
+    }
+
+    if (denials) {
+        p = ngx_cpymem(p, ngx_http_juki_script_denied,
+                       sizeof(ngx_http_juki_script_denied) - 1);
+    }
+
+    if (distinct) {
+        p = ngx_cpymem(p, ngx_http_juki_script_looked_up,
+                       sizeof(ngx_http_juki_script_looked_up) - 1);
+    }
+
+    p = ngx_cpymem(p, ngx_http_juki_script_rec,
+                   sizeof(ngx_http_juki_script_rec) - 1);
+
+    if (denials) {
+        p = ngx_cpymem(p, ngx_http_juki_script_rec_denied,
+                       sizeof(ngx_http_juki_script_rec_denied) - 1);
+    }
+
+    p = ngx_cpymem(p, ngx_http_juki_script_main,
+                   sizeof(ngx_http_juki_script_main) - 1);
+
+    if (distinct) {
+        p = ngx_cpymem(p, ngx_http_juki_script_main_looked_up,
+                       sizeof(ngx_http_juki_script_main_looked_up) - 1);
+    }
+
+    p = ngx_cpymem(p, ngx_http_juki_script_end,
+                   sizeof(ngx_http_juki_script_end));
 
     jmcf->script.len = p - jmcf->script.data - 1;
 
