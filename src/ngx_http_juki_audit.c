@@ -203,7 +203,7 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
         argl[argc++] = NGX_HTTP_JUKI_HEX_SHA256;
     }
 
-    if (decision == NULL && agency->rate.rate) {
+    if (decision == NULL && agency->rate.interval_us) {
         argv[argc] = (char *) agency->rate.interval.data;
         argl[argc++] = agency->rate.interval.len;
         argv[argc] = (char *) agency->rate.tolerance.data;
@@ -216,7 +216,7 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
         argl[argc++] = 1;
     }
 
-    if (decision == NULL && ctx->purpose->rate.rate) {
+    if (decision == NULL && ctx->purpose->rate.interval_us) {
         argv[argc] = (char *) ctx->purpose->rate.interval.data;
         argl[argc++] = ctx->purpose->rate.interval.len;
         argv[argc] = (char *) ctx->purpose->rate.tolerance.data;

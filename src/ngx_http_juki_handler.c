@@ -33,6 +33,9 @@ static void ngx_http_juki_redact_request_line(ngx_http_request_t *r);
 static ngx_int_t ngx_http_juki_key(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *prefix, char *sep, ngx_str_t *name);
 static void ngx_http_juki_wake(ngx_http_request_t *r);
+static u_char *ngx_http_juki_log_error(ngx_http_request_t *r,
+    ngx_http_request_t *sr, u_char *buf, size_t len);
+static void ngx_http_juki_blank(u_char *start, u_char *end, ngx_str_t *code);
 static void ngx_http_juki_cleanup(void *data);
 
 
@@ -58,6 +61,8 @@ ngx_http_juki_reason_t  ngx_http_juki_reasons[] = {
       ngx_string("deny:audit_unavailable"), NGX_HTTP_SERVICE_UNAVAILABLE }
 };
 
+
+static ngx_http_log_handler_pt  ngx_http_juki_log_handler_core;
 
 static ngx_str_t  ngx_http_juki_purpose_header = ngx_string("Juki-Purpose");
 static ngx_str_t  ngx_http_juki_operator_header = ngx_string("Juki-Operator");
@@ -120,6 +125,16 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
 
     if (ngx_http_juki_decide(r, jmcf, jlcf, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * error log lines carry the request's context (the request line, the
+     * upstream URI with its query): the resident code is blanked there
+     */
+
+    if (ctx->code.len && r->log_handler != ngx_http_juki_log_error) {
+        ngx_http_juki_log_handler_core = r->log_handler;
+        r->log_handler = ngx_http_juki_log_error;
     }
 
     rc = ngx_http_juki_audit_request(r, jmcf, ctx);
@@ -194,27 +209,11 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
         return NGX_ERROR;
     }
 
-    agency = NULL;
-
-    rc = ngx_http_juki_cert_agency(r, jmcf, &ctx->cert, &agency);
-
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ctx->reason = NGX_HTTP_JUKI_UNVERIFIED_CERTIFICATE;
-        return NGX_OK;
-    }
-
-    if (agency == NULL) {
-        ctx->reason = NGX_HTTP_JUKI_UNKNOWN_AGENCY;
-        return NGX_OK;
-    }
-
-    ctx->agency = agency;
-
-    /* the resident's pseudonym is recorded whatever the decision */
+    /*
+     * the resident's pseudonym is recorded whatever the decision, and the
+     * code is masked before anything is logged, even for a certificate
+     * that maps to no agency
+     */
 
     if (jlcf->subject) {
         if (ngx_http_complex_value(r, jlcf->subject, &code) != NGX_OK) {
@@ -234,8 +233,10 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
             src = code.data;
             ngx_unescape_uri(&dst, &src, code.len, 0);
 
+            ctx->code_raw = code;
             code.data = p;
             code.len = dst - p;
+            ctx->code = code;
 
             if (ngx_http_juki_hmac_hex(jmcf->subject_key, code.data,
                                        code.len, hex)
@@ -251,12 +252,35 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
 
             if (ngx_http_juki_mask(r->pool, &ctx->uri, &code) != NGX_OK
                 || ngx_http_juki_mask(r->pool, &r->request_line, &code)
+                   != NGX_OK
+                || ngx_http_juki_mask(r->pool, &r->request_line,
+                                      &ctx->code_raw)
                    != NGX_OK)
             {
                 return NGX_ERROR;
             }
         }
     }
+
+    agency = NULL;
+
+    rc = ngx_http_juki_cert_agency(r, jmcf, &ctx->cert, &agency);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ctx->reason = NGX_HTTP_JUKI_UNVERIFIED_CERTIFICATE;
+        return NGX_OK;
+    }
+
+    if (agency == NULL) {
+        ctx->reason = NGX_HTTP_JUKI_UNKNOWN_AGENCY;
+        return NGX_OK;
+    }
+
+    ctx->agency = agency;
 
     rc = ngx_http_juki_header(r, &ngx_http_juki_purpose_header,
                               &ctx->purpose_code);
@@ -697,6 +721,46 @@ ngx_http_juki_wake(ngx_http_request_t *r)
 }
 
 
+static u_char *
+ngx_http_juki_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
+    u_char *buf, size_t len)
+{
+    u_char               *p;
+    ngx_http_juki_ctx_t  *ctx;
+
+    p = ngx_http_juki_log_handler_core(r, sr, buf, len);
+
+    ctx = ngx_http_juki_get_ctx(r);
+
+    if (ctx) {
+        ngx_http_juki_blank(buf, p, &ctx->code);
+        ngx_http_juki_blank(buf, p, &ctx->code_raw);
+    }
+
+    return p;
+}
+
+
+/* in place, so a log line keeps its length: "*" for every byte */
+
+static void
+ngx_http_juki_blank(u_char *start, u_char *end, ngx_str_t *code)
+{
+    u_char  *p;
+
+    if (code->len == 0) {
+        return;
+    }
+
+    for (p = start; p + code->len <= end; p++) {
+        if (ngx_memcmp(p, code->data, code->len) == 0) {
+            ngx_memset(p, '*', code->len);
+            p += code->len - 1;
+        }
+    }
+}
+
+
 static void
 ngx_http_juki_cleanup(void *data)
 {
@@ -713,6 +777,35 @@ ngx_http_juki_cleanup(void *data)
         ctx->waiting = 0;
         ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_WAITING, -1);
     }
+}
+
+
+/*
+ * NGINX runs no access-phase handler for a subrequest: one that reaches a
+ * juki location (SSI, mirror, auth_request...) would skip the decision and
+ * the record, so it is refused here
+ */
+
+ngx_int_t
+ngx_http_juki_subrequest_handler(ngx_http_request_t *r)
+{
+    ngx_http_juki_loc_conf_t  *jlcf;
+
+    if (r == r->main) {
+        return NGX_DECLINED;
+    }
+
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_juki_module);
+
+    if (!jlcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "juki: subrequest to \"%V\" refused: a subrequest is "
+                  "neither decided nor audited", &r->uri);
+
+    return NGX_HTTP_FORBIDDEN;
 }
 
 

@@ -45,6 +45,13 @@ static ngx_int_t ngx_http_juki_init_process(ngx_cycle_t *cycle);
 static void ngx_http_juki_exit_process(ngx_cycle_t *cycle);
 
 
+static char *ngx_http_juki_check_node(ngx_conf_t *cf, void *post, void *data);
+
+static ngx_conf_post_t  ngx_http_juki_node_post = {
+    ngx_http_juki_check_node
+};
+
+
 static ngx_conf_enum_t  ngx_http_juki_log_levels[] = {
     { ngx_string("info"), NGX_LOG_INFO },
     { ngx_string("notice"), NGX_LOG_NOTICE },
@@ -107,7 +114,7 @@ static ngx_command_t  ngx_http_juki_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_juki_main_conf_t, node),
-      NULL },
+      &ngx_http_juki_node_post },
 
     { ngx_string("juki_purpose"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
@@ -232,8 +239,8 @@ ngx_http_juki_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (ngx_http_juki_valid_name(&jmcf->node, 0) != NGX_OK) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "invalid \"juki_node\" \"%V\": use 1-64 of "
-                      "A-Za-z0-9._-", &jmcf->node);
+                      "the host name \"%V\" is no valid \"juki_node\": "
+                      "set one of 1-64 of A-Za-z0-9._-", &jmcf->node);
         return NGX_CONF_ERROR;
     }
 
@@ -416,6 +423,22 @@ ngx_http_juki(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     jlcf->file = cf->conf_file->file.name.data;
     jlcf->line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_juki_check_node(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *node = data;
+
+    if (ngx_http_juki_valid_name(node, 0) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"juki_node\" \"%V\": use 1-64 of "
+                           "A-Za-z0-9._-", node);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -895,7 +918,7 @@ ngx_http_juki_purpose_directive(ngx_conf_t *cf, ngx_command_t *dummy,
     }
 
     if (ngx_strcmp(value[0].data, "rate") == 0) {
-        if (purpose->rate.rate) {
+        if (purpose->rate.interval_us) {
             goto duplicate;
         }
 
@@ -1179,7 +1202,7 @@ ngx_http_juki_agency_directive(ngx_conf_t *cf, ngx_command_t *dummy,
     }
 
     if (ngx_strcmp(value[0].data, "rate") == 0) {
-        if (agency->rate.rate) {
+        if (agency->rate.interval_us) {
             goto duplicate;
         }
 
@@ -1224,7 +1247,7 @@ ngx_http_juki_rate(ngx_conf_t *cf, ngx_http_juki_rate_t *rate)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_juki_parse_rate(&value[1], &rate->rate) != NGX_OK) {
+    if (ngx_http_juki_parse_rate(&value[1], &rate->interval_us) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid rate \"%V\", use for example \"50r/s\" "
                            "or \"10r/m\"", &value[1]);
@@ -1248,9 +1271,7 @@ ngx_http_juki_rate(ngx_conf_t *cf, ngx_http_juki_rate_t *rate)
 
     rate->burst = burst;
 
-    /* rate is in requests per 1000 s: the interval in microseconds */
-
-    interval = (uint64_t) 1000000000 / rate->rate;
+    interval = rate->interval_us;
     tolerance = interval * rate->burst;
 
     rate->interval.data = ngx_pnalloc(cf->pool, NGX_INT64_LEN);
@@ -1493,6 +1514,13 @@ ngx_http_juki_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_juki_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_juki_subrequest_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {

@@ -58,7 +58,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_uint_t                   rate;        /* requests per 1000 s */
+    ngx_uint_t                   interval_us; /* 0: no limit */
     ngx_uint_t                   burst;
     ngx_str_t                    interval;    /* GCRA emission interval, us */
     ngx_str_t                    tolerance;   /* GCRA burst tolerance, us */
@@ -247,7 +247,7 @@ ngx_uint_t ngx_http_juki_granted(ngx_http_juki_agency_t *agency,
 ngx_uint_t ngx_http_juki_in_scope(ngx_http_juki_purpose_t *purpose,
     ngx_str_t *method, ngx_str_t *uri);
 ngx_int_t ngx_http_juki_parse_fingerprint(ngx_str_t *value, u_char *hex);
-ngx_int_t ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *rate);
+ngx_int_t ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *interval);
 
 
 /* certificates: ngx_http_juki_cert.c */
@@ -268,6 +268,8 @@ typedef struct {
     ngx_str_t                    operator;
     ngx_str_t                    purpose_code;
     ngx_str_t                    subject;    /* pseudonym, hex */
+    ngx_str_t                    code;       /* the resident code, decoded */
+    ngx_str_t                    code_raw;   /* as juki_subject gave it */
     ngx_str_t                    uri;        /* escaped for the record */
     ngx_str_t                    operator_stop_key;
     ngx_http_request_t          *request;
@@ -320,6 +322,7 @@ void ngx_http_juki_stat_count(ngx_uint_t counter, ngx_int_t delta);
 
 ngx_int_t ngx_http_juki_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_juki_log_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_juki_subrequest_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_juki_status_handler(ngx_http_request_t *r);
 void ngx_http_juki_resume(ngx_http_juki_ctx_t *ctx, ngx_http_request_t *r);
 

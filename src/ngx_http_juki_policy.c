@@ -230,10 +230,13 @@ ngx_http_juki_parse_fingerprint(ngx_str_t *value, u_char *hex)
 }
 
 
-/* "50r/s" or "10r/m", to requests per 1000 s as limit_req keeps it */
+/*
+ * "50r/s" or "10r/m", to the GCRA emission interval in microseconds:
+ * exact for any rate up to 1000000r/s, "1r/m" is 60000000
+ */
 
 ngx_int_t
-ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *rate)
+ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *interval)
 {
     size_t     len;
     ngx_int_t  n, scale;
@@ -247,10 +250,10 @@ ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *rate)
     }
 
     if (p[2] == 's') {
-        scale = 1;
+        scale = 1000000;
 
     } else if (p[2] == 'm') {
-        scale = 60;
+        scale = 60000000;
 
     } else {
         return NGX_ERROR;
@@ -261,11 +264,7 @@ ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *rate)
         return NGX_ERROR;
     }
 
-    *rate = (ngx_uint_t) n * 1000 / scale;
-
-    if (*rate == 0) {
-        return NGX_ERROR;
-    }
+    *interval = (ngx_uint_t) (scale / n);
 
     return NGX_OK;
 }

@@ -279,6 +279,8 @@ sub http_config {
     my $timeout = $o{timeout} // '1s';
     my $loc = $o{location} // '';
     my $http = $o{http} // '';
+    my $upstream = $o{upstream}
+                   // 'http://127.0.0.1:' . $ENV{TEST_NGINX_BACKEND_PORT};
     my ($gw, $be, $plain, $opt, $noca) = @ENV{qw(TEST_NGINX_GW_PORT
         TEST_NGINX_BACKEND_PORT TEST_NGINX_PLAIN_PORT TEST_NGINX_OPT_PORT
         TEST_NGINX_NOCA_PORT)};
@@ -288,7 +290,7 @@ sub http_config {
             juki on;
             juki_subject \$arg_code;
             $loc
-            proxy_pass http://127.0.0.1:$be;
+            proxy_pass $upstream;
         }
 EOF_L
 
