@@ -439,7 +439,8 @@ ngx_http_juki_send_denial(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
     }
 
     if (ctx->audit_id_len && ctx->outcome != NGX_HTTP_JUKI_AUDIT_UNAVAILABLE) {
-        b->last = ngx_sprintf(b->last, "{\"error\":\"%V\",\"audit_id\":\"%*s\"}\n",
+        b->last = ngx_sprintf(b->last,
+                              "{\"error\":\"%V\",\"audit_id\":\"%*s\"}\n",
                               &reason->name, ctx->audit_id_len,
                               ctx->audit_id);
 

@@ -303,3 +303,25 @@ Juki-Operator: op-1
 --- error_log
 timed out after 200 ms
 --- timeout: 8
+
+
+
+=== TEST 14: the client gives up while its request waits: a late reply is safe
+--- http_config eval
+JukiTest::http_config(redis => JukiTest::redis2(), timeout => '1s')
+--- init
+JukiTest::redis2_start();
+JukiTest::redis2_pause(600);
+--- request
+GET /v1/residents/
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-1
+--- timeout: 0.2
+--- abort
+--- ignore_response
+--- wait: 1
+--- no_error_log
+[alert]
+[crit]
+signal
