@@ -31,7 +31,9 @@ $(BUILD)/nginx/objs/Makefile: config Makefile
 
 $(MODULE): $(BUILD)/nginx/objs/Makefile $(SRCS)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_http_juki_module.so $@
+	@# a new file, renamed over the old: a running nginx keeps its mapping
+	install -m 755 $(BUILD)/nginx/objs/ngx_http_juki_module.so $@.tmp
+	mv -f $@.tmp $@
 
 jukictl: deps
 	$(MAKE) -C jukictl OUT=$(BUILD)
@@ -42,7 +44,7 @@ test: all
 
 test-valgrind: all
 	@scripts/deps.sh test
-	TEST_NGINX_USE_VALGRIND=1 scripts/test.sh
+	TEST_NGINX_USE_VALGRIND=1 TEST_NGINX_TIMEOUT=10 scripts/test.sh
 
 test-hup: all
 	@scripts/deps.sh test

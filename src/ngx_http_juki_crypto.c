@@ -197,4 +197,9 @@ ngx_http_juki_crypto_cleanup(void)
 
         ngx_explicit_memzero(ngx_http_juki_hmacs[i].key, 32);
     }
+
+    if (ngx_http_juki_mac) {
+        EVP_MAC_free(ngx_http_juki_mac);
+        ngx_http_juki_mac = NULL;
+    }
 }

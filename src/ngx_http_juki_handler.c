@@ -21,6 +21,7 @@ static ngx_int_t ngx_http_juki_decide(ngx_http_request_t *r,
     ngx_http_juki_ctx_t *ctx);
 static ngx_int_t ngx_http_juki_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value);
+static ngx_uint_t ngx_http_juki_raw_path_ok(ngx_http_request_t *r);
 static ngx_int_t ngx_http_juki_finish(ngx_http_request_t *r,
     ngx_http_juki_ctx_t *ctx);
 static ngx_int_t ngx_http_juki_send_denial(ngx_http_request_t *r,
@@ -307,7 +308,8 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
     purpose = ngx_http_juki_find_purpose(jmcf, &ctx->purpose_code);
 
     if (purpose == NULL || !ngx_http_juki_granted(agency, purpose)
-        || !ngx_http_juki_in_scope(purpose, &r->method_name, &r->uri))
+        || !ngx_http_juki_in_scope(purpose, &r->method_name, &r->uri)
+        || !ngx_http_juki_raw_path_ok(r))
     {
         ctx->reason = NGX_HTTP_JUKI_PURPOSE_NOT_PERMITTED;
         return NGX_OK;
@@ -333,6 +335,29 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
     ctx->reason = NGX_HTTP_JUKI_ALLOW;
 
     return NGX_OK;
+}
+
+
+/*
+ * NGINX resolves "/.;/../" to a path inside the scope, while a backend that
+ * strips path parameters first resolves it outside: the raw path, which is
+ * what the backend receives, must carry none
+ */
+
+static ngx_uint_t
+ngx_http_juki_raw_path_ok(ngx_http_request_t *r)
+{
+    u_char  *p, *last;
+
+    last = r->unparsed_uri.data + r->unparsed_uri.len;
+
+    for (p = r->unparsed_uri.data; p < last && *p != '?'; p++) {
+        if (*p == ';') {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

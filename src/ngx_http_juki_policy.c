@@ -127,9 +127,11 @@ ngx_http_juki_granted(ngx_http_juki_agency_t *agency,
 
 /*
  * The URI is NGINX's normalised $uri: percent-decoded, dot segments
- * resolved, slashes merged.  Anything a backend could still decode again
- * ("%", "\", control bytes) is out of every scope, and a prefix matches at
- * a segment boundary only, so "/v1/residents" does not admit
+ * resolved, slashes merged.  Anything a backend could still decode or
+ * resolve differently is out of every scope: "%", "\", ";" (path
+ * parameters, which some servers strip before resolving ".."), control
+ * bytes and bytes of 0x80 and above (overlong UTF-8 dots).  A prefix
+ * matches at a segment boundary only, so "/v1/residents" does not admit
  * "/v1/residents-admin".
  */
 
@@ -160,7 +162,9 @@ ngx_http_juki_in_scope(ngx_http_juki_purpose_t *purpose, ngx_str_t *method,
     last = uri->data + uri->len;
 
     for (p = uri->data; p < last; p++) {
-        if (*p <= 0x20 || *p == 0x7f || *p == '%' || *p == '\\') {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '%' || *p == '\\'
+            || *p == ';')
+        {
             return 0;
         }
     }

@@ -54,5 +54,6 @@ Juki-Operator: op-1
 --- error_code: 503
 --- response_body
 {"error":"audit_unavailable"}
+--- wait: 1.5
 --- error_log
 refused the connection set-up

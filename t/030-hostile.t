@@ -67,10 +67,6 @@ my %total;
 for my $i (0 .. $#MARKS - 1) {
     my ($m, $next) = @MARKS[$i, $i + 1];
     my $e = $EXPECT{$m->{n}} or next;
-    if ($e->{name} =~ /\[known bug\]/ && !$ENV{JUKI_TEST_KNOWN_BUGS}) {
-        SKIP: { skip("TEST $m->{n}: known module bug, set JUKI_TEST_KNOWN_BUGS=1", 2) }
-        next;
-    }
     my @new = grep { !exists $m->{records}{$_} } keys %{$next->{records}};
     my @audit = grep { !exists $_->{phase} } map { $next->{records}{$_} } @new;
     my $trail = join ' ', sort map { $_->{decision} } @audit;
@@ -372,10 +368,7 @@ Juki-Operator: op-1
 
 
 
-=== TEST 27: overlong UTF-8 dots (%c0%ae) a lax backend decodes to ".." [backend 0; trail deny:purpose_not_permitted] [known bug]
-# KNOWN MODULE BUG: ngx_http_juki_in_scope() lets bytes >= 0x80 through and
-# the raw URI is forwarded; skipped (visibly) unless JUKI_TEST_KNOWN_BUGS=1
---- skip_eval: 2: !$ENV{JUKI_TEST_KNOWN_BUGS}
+=== TEST 27: overlong UTF-8 dots (%c0%ae) a lax backend decodes to ".." [backend 0; trail deny:purpose_not_permitted]
 --- request
 GET /v1/residents/%c0%ae%c0%ae/admin
 --- more_headers
@@ -411,11 +404,7 @@ Juki-Operator: op-1
 
 
 
-=== TEST 30: "..;" (a path parameter Tomcat/Spring strip, then resolve "..") [backend 0; trail deny:purpose_not_permitted] [known bug]
-# KNOWN MODULE BUG: "..;" is no dot segment for NGINX, so the scope check
-# passes and the raw URI is forwarded; skipped (visibly) unless
-# JUKI_TEST_KNOWN_BUGS=1
---- skip_eval: 2: !$ENV{JUKI_TEST_KNOWN_BUGS}
+=== TEST 30: "..;" (a path parameter Tomcat/Spring strip, then resolve "..") [backend 0; trail deny:purpose_not_permitted]
 --- request
 GET /v1/residents/..;/admin
 --- more_headers
@@ -642,10 +631,7 @@ CRL has expired
 
 
 
-=== TEST 49: ".;" (a segment NGINX keeps and then removes with "..", Tomcat/Spring see "/./..") [backend 0; trail deny:purpose_not_permitted] [known bug]
-# KNOWN MODULE BUG, as TEST 30: NGINX's $uri is /v1/residents/admin (in
-# scope), the raw URI forwarded means /v1/admin to such a backend
---- skip_eval: 2: !$ENV{JUKI_TEST_KNOWN_BUGS}
+=== TEST 49: ".;" (a segment NGINX keeps and then removes with "..", Tomcat/Spring see "/./..") [backend 0; trail deny:purpose_not_permitted]
 --- request
 GET /v1/residents/.;/../admin
 --- more_headers

@@ -276,7 +276,9 @@ sub http_config {
     my $pki = juki_env('TEST_NGINX_PKI');
     my $key = juki_env('TEST_NGINX_AUDIT_KEY');
     my $redis = $o{redis} // '127.0.0.1:' . juki_env('TEST_NGINX_REDIS_PORT');
-    my $timeout = $o{timeout} // '1s';
+    # under valgrind a worker is some fifty times slower
+    my $timeout = $o{timeout}
+                  // ($ENV{TEST_NGINX_USE_VALGRIND} ? '10s' : '1s');
     my $loc = $o{location} // '';
     my $http = $o{http} // '';
     my $upstream = $o{upstream}
