@@ -155,6 +155,7 @@ anomaly rule 1 fired: denials 4 > 3 in 600 s, action stop_agency
 
 
 === TEST 6: jukictl resume --operator lifts an automatic stop
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND}
 --- http_config eval
 JukiTest::http_config(http => 'juki_anomaly distinct_subjects=3 window=1h;')
 --- init

@@ -18,30 +18,36 @@ redis_flush();
 
 run_tests();
 
-my @control = grep { ($_->{phase} // '') eq 'control' } audit_records();
-my @agency = grep { $_->{_stream} eq 'juki:{pension-service}:audit' }
-             @control;
-is(join(',', map { "$_->{action}:$_->{scope}" } @agency),
-   'stop:agency,resume:agency', 'stop and resume are in the agency trail');
-is($agency[0]{reason} // '', 'leak drill', 'with the reason given');
-ok(length($agency[0]{actor} // ''), 'and who did it');
+SKIP: {
+    skip('the stop and resume blocks depend on timing: not under valgrind', 7)
+        if $ENV{TEST_NGINX_USE_VALGRIND};
 
-my @global = grep { $_->{_stream} eq 'juki:{_}:audit' } @control;
-is(join(',', map { "$_->{action}:$_->{scope}" } @global),
-   'stop:global,resume:global', 'the global switch too');
+    my @control = grep { ($_->{phase} // '') eq 'control' } audit_records();
+    my @agency = grep { $_->{_stream} eq 'juki:{pension-service}:audit' }
+                 @control;
+    is(join(',', map { "$_->{action}:$_->{scope}" } @agency),
+       'stop:agency,resume:agency', 'stop and resume are in the agency trail');
+    is($agency[0]{reason} // '', 'leak drill', 'with the reason given');
+    ok(length($agency[0]{actor} // ''), 'and who did it');
+
+    my @global = grep { $_->{_stream} eq 'juki:{_}:audit' } @control;
+    is(join(',', map { "$_->{action}:$_->{scope}" } @global),
+       'stop:global,resume:global', 'the global switch too');
+
+    my $dump = dump_redis();
+    ok(length $dump > 1000, 'redis holds the trail');
+    for my $code (qw(31415926535 27182818284)) {
+        unlike($dump, qr/$code/, "resident code $code is nowhere in redis");
+    }
+}
 
 my ($rc, $out) = jukictl('verify');
 is($rc, 0, 'the trail with control records verifies') or diag $out;
 
-my $dump = dump_redis();
-ok(length $dump > 1000, 'redis holds the trail');
-for my $code (qw(31415926535 27182818284)) {
-    unlike($dump, qr/$code/, "resident code $code is nowhere in redis");
-}
-
 __DATA__
 
 === TEST 1: jukictl stop --agency, then resume: effective on the next request
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND}
 --- init
 JukiTest::redis_reset();
 JukiTest::later(0.3, sub {
@@ -70,6 +76,7 @@ Juki-Operator: op-1
 
 
 === TEST 2: the global switch stops every agency
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND}
 --- init
 JukiTest::redis_reset();
 JukiTest::jukictl('stop', '--reason', 'drill');
