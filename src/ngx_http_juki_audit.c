@@ -330,7 +330,12 @@ ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
 
     for (i = 0; i < n - 1; i++) {
         p = ngx_sprintf(p, "%uz:", v[i].len);
-        p = ngx_cpymem(p, v[i].data, v[i].len);
+
+        /* an unset value is { 0, NULL }: no memcpy() from NULL */
+        if (v[i].len) {
+            p = ngx_cpymem(p, v[i].data, v[i].len);
+        }
+
         *p++ = ',';
     }
 
@@ -751,17 +756,30 @@ ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri, ngx_str_t *dst)
 }
 
 
-/* every occurrence of the resident code becomes "{code}" */
+/*
+ * Every occurrence of the resident code becomes "{code}", or, for a code
+ * with one of those characters, a single character the code lacks: a
+ * replacement made of characters foreign to the code can neither contain
+ * it nor form it with its neighbours.
+ */
 
 ngx_int_t
 ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s, ngx_str_t *code)
 {
-    u_char      *p, *q, *last, *start, *dst;
+    u_char      *p, *q, *last, *start, *dst, *repl, c;
+    size_t       rlen;
     ngx_uint_t   n;
 
     if (code->len == 0 || s->len < code->len) {
         return NGX_OK;
     }
+
+    repl = ngx_http_juki_mask_repl(code, &c);
+    if (repl == NULL) {
+        return NGX_ERROR;
+    }
+
+    rlen = (repl == &c) ? 1 : sizeof("{code}") - 1;
 
     last = s->data + s->len - code->len;
     n = 0;
@@ -777,7 +795,7 @@ ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s, ngx_str_t *code)
         return NGX_OK;
     }
 
-    dst = ngx_pnalloc(pool, s->len + n * (sizeof("{code}") - 1));
+    dst = ngx_pnalloc(pool, s->len + n * rlen);
     if (dst == NULL) {
         return NGX_ERROR;
     }
@@ -788,7 +806,7 @@ ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s, ngx_str_t *code)
     for (p = s->data; p <= last; p++) {
         if (ngx_memcmp(p, code->data, code->len) == 0) {
             q = ngx_cpymem(q, start, p - start);
-            q = ngx_cpymem(q, "{code}", sizeof("{code}") - 1);
+            q = ngx_cpymem(q, repl, rlen);
             p += code->len - 1;
             start = p + 1;
         }
@@ -800,4 +818,40 @@ ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s, ngx_str_t *code)
     s->len = q - dst;
 
     return NGX_OK;
+}
+
+
+/* "{code}", or *c set to a printable character the code lacks */
+
+u_char *
+ngx_http_juki_mask_repl(ngx_str_t *code, u_char *c)
+{
+    u_char  *p;
+
+    static u_char  braces[] = "{code}";
+
+    for (p = braces; *p; p++) {
+        if (ngx_strlchr(code->data, code->data + code->len, *p)) {
+            break;
+        }
+    }
+
+    if (*p == '\0') {
+        return braces;
+    }
+
+    return (ngx_http_juki_foreign_char(code, c) == NGX_OK) ? c : NULL;
+}
+
+
+ngx_int_t
+ngx_http_juki_foreign_char(ngx_str_t *code, u_char *c)
+{
+    for (*c = '*'; *c <= '~'; (*c)++) {
+        if (ngx_strlchr(code->data, code->data + code->len, *c) == NULL) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_ERROR;
 }

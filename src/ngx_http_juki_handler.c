@@ -202,13 +202,12 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
 {
     u_char                   *p, *hex, *dst, *src;
     ngx_int_t                 rc;
-    ngx_str_t                 code;
+    ngx_str_t                 code, uri;
     ngx_http_juki_agency_t   *agency;
     ngx_http_juki_purpose_t  *purpose;
 
-    if (ngx_http_juki_record_uri(r->pool, &r->uri, &ctx->uri) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    /* the record's uri: $uri, the code masked, then escaped (below) */
+    ctx->uri = r->uri;
 
     /*
      * the resident's pseudonym is recorded whatever the decision, and the
@@ -252,6 +251,8 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
             /* the code may stand in the path too: never record or log it */
 
             if (ngx_http_juki_mask(r->pool, &ctx->uri, &code) != NGX_OK
+                || ngx_http_juki_mask(r->pool, &ctx->uri, &ctx->code_raw)
+                   != NGX_OK
                 || ngx_http_juki_mask(r->pool, &r->request_line, &code)
                    != NGX_OK
                 || ngx_http_juki_mask(r->pool, &r->request_line,
@@ -264,6 +265,12 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
     }
 
     agency = NULL;
+
+    uri = ctx->uri;
+
+    if (ngx_http_juki_record_uri(r->pool, &uri, &ctx->uri) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rc = ngx_http_juki_cert_agency(r, jmcf, &ctx->cert, &agency);
 
@@ -767,20 +774,29 @@ ngx_http_juki_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
 }
 
 
-/* in place, so a log line keeps its length: "*" for every byte */
+/*
+ * in place, so a log line keeps its length: a character the code lacks
+ * for every byte
+ */
 
 static void
 ngx_http_juki_blank(u_char *start, u_char *end, ngx_str_t *code)
 {
-    u_char  *p;
+    u_char  *p, c;
 
     if (code->len == 0) {
         return;
     }
 
+    if (ngx_http_juki_foreign_char(code, &c) != NGX_OK) {
+        /* a code of every printable character: blank the whole line */
+        ngx_memset(start, '*', end - start);
+        return;
+    }
+
     for (p = start; p + code->len <= end; p++) {
         if (ngx_memcmp(p, code->data, code->len) == 0) {
-            ngx_memset(p, '*', code->len);
+            ngx_memset(p, c, code->len);
             p += code->len - 1;
         }
     }

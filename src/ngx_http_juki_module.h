@@ -296,6 +296,8 @@ ngx_int_t ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri,
     ngx_str_t *dst);
 ngx_int_t ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s,
     ngx_str_t *code);
+u_char *ngx_http_juki_mask_repl(ngx_str_t *code, u_char *c);
+ngx_int_t ngx_http_juki_foreign_char(ngx_str_t *code, u_char *c);
 ngx_int_t ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
     ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit);
 ngx_uint_t ngx_http_juki_decode_anomaly(redisReply *reply, uint64_t *count);

@@ -220,7 +220,11 @@ ngx_http_juki_parse_fingerprint(ngx_str_t *value, u_char *hex)
             continue;
         }
 
-        c = (u_char) (*p | 0x20);
+        c = *p;
+
+        if (c >= 'A' && c <= 'F') {
+            c |= 0x20;
+        }
 
         if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
             hex[n++] = c;

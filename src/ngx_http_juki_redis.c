@@ -258,7 +258,11 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
 
     for (i = 0; i < argc; i++) {
         p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
-        p = ngx_cpymem(p, argv[i], argvlen[i]);
+
+        if (argvlen[i]) {
+            p = ngx_cpymem(p, argv[i], argvlen[i]);
+        }
+
         *p++ = '\r';
         *p++ = '\n';
     }
