@@ -22,6 +22,8 @@ static ngx_int_t ngx_http_juki_decide(ngx_http_request_t *r,
 static ngx_int_t ngx_http_juki_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value);
 static ngx_uint_t ngx_http_juki_raw_path_ok(ngx_http_request_t *r);
+static ngx_int_t ngx_http_juki_log_request_line(ngx_http_request_t *r,
+    ngx_str_t *uri);
 static ngx_int_t ngx_http_juki_finish(ngx_http_request_t *r,
     ngx_http_juki_ctx_t *ctx);
 static ngx_int_t ngx_http_juki_send_denial(ngx_http_request_t *r,
@@ -252,11 +254,6 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
 
             if (ngx_http_juki_mask(r->pool, &ctx->uri, &code) != NGX_OK
                 || ngx_http_juki_mask(r->pool, &ctx->uri, &ctx->code_raw)
-                   != NGX_OK
-                || ngx_http_juki_mask(r->pool, &r->request_line, &code)
-                   != NGX_OK
-                || ngx_http_juki_mask(r->pool, &r->request_line,
-                                      &ctx->code_raw)
                    != NGX_OK)
             {
                 return NGX_ERROR;
@@ -269,6 +266,17 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
     uri = ctx->uri;
 
     if (ngx_http_juki_record_uri(r->pool, &uri, &ctx->uri) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * the client's own spelling of the path may hide the code (percent-
+     * encoded): the logged request line becomes the recorded path
+     */
+
+    if (ctx->code.len && ngx_http_juki_log_request_line(r, &ctx->uri)
+                         != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -698,6 +706,43 @@ ngx_http_juki_redact_request_line(ngx_http_request_t *r)
 }
 
 
+/* "METHOD /recorded/path?... PROTOCOL" */
+
+static ngx_int_t
+ngx_http_juki_log_request_line(ngx_http_request_t *r, ngx_str_t *uri)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = r->method_name.len + 1 + uri->len + sizeof("?...") - 1
+          + 1 + r->http_protocol.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->request_line.data = p;
+
+    p = ngx_cpymem(p, r->method_name.data, r->method_name.len);
+    *p++ = ' ';
+    p = ngx_cpymem(p, uri->data, uri->len);
+
+    if (r->args.len) {
+        p = ngx_cpymem(p, "?...", sizeof("?...") - 1);
+    }
+
+    if (r->http_protocol.len) {
+        *p++ = ' ';
+        p = ngx_cpymem(p, r->http_protocol.data, r->http_protocol.len);
+    }
+
+    r->request_line.len = p - r->request_line.data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_juki_key(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *prefix,
     char *sep, ngx_str_t *name)
@@ -758,16 +803,35 @@ static u_char *
 ngx_http_juki_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
     u_char *buf, size_t len)
 {
-    u_char               *p;
+    u_char               *p, *q;
+    ngx_str_t             path;
     ngx_http_juki_ctx_t  *ctx;
 
     p = ngx_http_juki_log_handler_core(r, sr, buf, len);
 
     ctx = ngx_http_juki_get_ctx(r);
 
-    if (ctx) {
-        ngx_http_juki_blank(buf, p, &ctx->code);
-        ngx_http_juki_blank(buf, p, &ctx->code_raw);
+    if (ctx == NULL) {
+        return p;
+    }
+
+    ngx_http_juki_blank(buf, p, &ctx->code);
+    ngx_http_juki_blank(buf, p, &ctx->code_raw);
+
+    /*
+     * the client's raw path, as the upstream URI shows it, may spell the
+     * code with escapes: a raw path with escapes is blanked whole
+     */
+
+    path = r->unparsed_uri;
+    q = ngx_strlchr(path.data, path.data + path.len, '?');
+
+    if (q) {
+        path.len = q - path.data;
+    }
+
+    if (ngx_strlchr(path.data, path.data + path.len, '%')) {
+        ngx_http_juki_blank(buf, p, &path);
     }
 
     return p;

@@ -251,9 +251,14 @@ ngx_http_juki_parse_rate(ngx_str_t *value, ngx_uint_t *interval)
     u_char    *p;
 
     len = value->len;
+
+    if (len < 4) {
+        return NGX_ERROR;
+    }
+
     p = value->data + len - 3;
 
-    if (len < 4 || p[0] != 'r' || p[1] != '/') {
+    if (p[0] != 'r' || p[1] != '/') {
         return NGX_ERROR;
     }
 

@@ -97,3 +97,19 @@ Juki-Operator: op-1
 --- response_body_unlike: "agency"
 --- error_log
 subrequest to "/inner/v1/residents/" refused
+
+
+
+=== TEST 5: a code spelled with an escape in the path is not logged either
+--- http_config eval
+JukiTest::http_config(upstream => 'http://127.0.0.1:1')
+--- request
+GET /v1/residents/5678901234%35?code=56789012345
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-1
+--- error_code: 502
+--- error_log
+"GET /v1/residents/{code}?... HTTP/1.0"
+--- no_error_log eval
+[qr/56789012345/, qr/5678901234%35/]
