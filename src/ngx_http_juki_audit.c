@@ -144,26 +144,32 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* one dmac per decision the script may take, see docs/audit.md */
+    /*
+     * one dmac per decision the script may take, see docs/audit.md; when
+     * the gateway decided, the script takes that one (ARGV 3 and 4 are
+     * then unused and repeat it)
+     */
 
     if (ctx->reason != NGX_HTTP_JUKI_ALLOW) {
         decision = &ngx_http_juki_reasons[ctx->reason].decision;
-        decisions[0] = *decision;
         ndmacs = 1;
 
     } else {
         decision = NULL;
-        ngx_str_set(&decisions[0], "allow");
         ndmacs = 3;
     }
 
-    for (i = 0; i < 3; i++) {
-        if (ngx_http_juki_dmac(jmcf, buf.mac, &decisions[i < ndmacs ? i : 0],
-                               dmac[i])
+    for (i = 0; i < ndmacs; i++) {
+        if (ngx_http_juki_dmac(jmcf, buf.mac,
+                               decision ? decision : &decisions[i], dmac[i])
             != NGX_OK)
         {
             return NGX_ERROR;
         }
+    }
+
+    for ( /* void */ ; i < 3; i++) {
+        ngx_memcpy(dmac[i], dmac[0], NGX_HTTP_JUKI_HEX_SHA256);
     }
 
     stream = agency ? &agency->audit_key : &ngx_http_juki_nobody_stream;
