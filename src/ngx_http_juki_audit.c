@@ -115,7 +115,7 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
         ngx_string("deny:rate_limited")
     };
 
-    rc = ngx_http_juki_redis_pick(r->connection->log);
+    rc = ngx_http_juki_redis_pick();
     if (rc == NULL) {
         return NGX_DECLINED;
     }
@@ -605,7 +605,7 @@ ngx_http_juki_audit_completion(ngx_http_request_t *r,
     ngx_http_juki_redis_conn_t  *rc;
     ngx_http_upstream_state_t   *state;
 
-    rc = ngx_http_juki_redis_pick(r->connection->log);
+    rc = ngx_http_juki_redis_pick();
     if (rc == NULL) {
         goto failed;
     }

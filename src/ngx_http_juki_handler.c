@@ -124,8 +124,6 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
     ctx->request = r;
     ngx_http_set_ctx(r, ctx, ngx_http_juki_module);
 
-    ngx_http_juki_redact_request_line(r);
-
     if (ngx_http_juki_decide(r, jmcf, jlcf, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -271,12 +269,14 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
 
     /*
      * the client's own spelling of the path may hide the code (percent-
-     * encoded): the logged request line becomes the recorded path
+     * encoded): with a code the logged request line becomes the recorded
+     * path; without, it only loses its query
      */
 
-    if (ctx->code.len && ngx_http_juki_log_request_line(r, &ctx->uri)
-                         != NGX_OK)
-    {
+    if (ctx->code.len == 0) {
+        ngx_http_juki_redact_request_line(r);
+
+    } else if (ngx_http_juki_log_request_line(r, &ctx->uri) != NGX_OK) {
         return NGX_ERROR;
     }
 

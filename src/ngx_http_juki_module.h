@@ -197,7 +197,6 @@ struct ngx_http_juki_redis_conn_s {
     ngx_msec_t                   backoff;
     ngx_msec_t                   last_attempt;
     ngx_uint_t                   attempts;
-    ngx_uint_t                   index;
 
     /* the audit chain of the writer this connection is */
     u_char                       writer[NGX_HTTP_JUKI_WRITER_LEN];
@@ -210,7 +209,7 @@ struct ngx_http_juki_redis_conn_s {
 ngx_int_t ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
     ngx_http_juki_main_conf_t *jmcf);
 void ngx_http_juki_redis_exit_worker(void);
-ngx_http_juki_redis_conn_t *ngx_http_juki_redis_pick(ngx_log_t *log);
+ngx_http_juki_redis_conn_t *ngx_http_juki_redis_pick(void);
 ngx_http_juki_main_conf_t *ngx_http_juki_redis_main_conf(void);
 ngx_int_t ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc,
     int argc, const char **argv, const size_t *argvlen,

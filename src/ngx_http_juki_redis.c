@@ -85,7 +85,6 @@ ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
     for (i = 0; i < ngx_http_juki_nconns; i++) {
         rc = &ngx_http_juki_conns[i];
 
-        rc->index = i;
         ngx_queue_init(&rc->pending);
 
         rc->timer.handler = ngx_http_juki_redis_timer_handler;
@@ -174,7 +173,7 @@ ngx_http_juki_redis_main_conf(void)
 /* a connection to send on, or NULL: the caller answers 503 at once */
 
 ngx_http_juki_redis_conn_t *
-ngx_http_juki_redis_pick(ngx_log_t *log)
+ngx_http_juki_redis_pick(void)
 {
     ngx_uint_t                   i;
     ngx_http_juki_redis_conn_t  *rc;
