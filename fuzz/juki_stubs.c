@@ -58,7 +58,7 @@ ngx_http_juki_hmac_hex(u_char *key, u_char *data, size_t len, u_char *hex)
 
 
 __attribute__((weak)) ngx_http_juki_redis_conn_t *
-ngx_http_juki_redis_pick(ngx_log_t *log)
+ngx_http_juki_redis_pick(void)
 {
     return NULL;
 }
