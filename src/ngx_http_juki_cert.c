@@ -54,16 +54,31 @@ ngx_http_juki_cert_agency(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
     ngx_http_juki_agency_t **agency)
 {
-    u_char            raw[EVP_MAX_MD_SIZE], *hex;
-    X509             *cert;
-    ngx_int_t         rc;
-    ngx_str_t         subject;
-    unsigned int      n;
-    ngx_connection_t  *c;
+    u_char                   raw[EVP_MAX_MD_SIZE], *hex;
+    X509                    *cert;
+    ngx_int_t                rc;
+    ngx_str_t                subject;
+    unsigned int             n;
+    ngx_connection_t         *c;
+    ngx_http_ssl_srv_conf_t  *sscf;
 
     c = r->connection;
 
     if (c->ssl == NULL || c->ssl->connection == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * A handshake without SNI is made with the default server's settings
+     * (CA, CRL, verification depth): a verification counts only when it
+     * was made by the server block that serves the request.
+     */
+
+    sscf = ngx_http_get_module_srv_conf(r, ngx_http_ssl_module);
+
+    if (sscf == NULL || !sscf->verify || sscf->ssl.ctx == NULL
+        || SSL_get_SSL_CTX(c->ssl->connection) != sscf->ssl.ctx)
+    {
         return NGX_DECLINED;
     }
 
@@ -134,7 +149,10 @@ ngx_http_juki_cert_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 }
 
 
-/* the RFC 2253 form, as NGINX's $ssl_client_s_dn shows it */
+/*
+ * the RFC 2253 form, as NGINX's $ssl_client_s_dn shows it, written in hex
+ * as the subject hash keeps it
+ */
 
 static ngx_int_t
 ngx_http_juki_cert_subject(ngx_http_request_t *r, X509 *cert,
@@ -173,13 +191,13 @@ ngx_http_juki_cert_subject(ngx_http_request_t *r, X509 *cert,
         goto done;
     }
 
-    subject->data = ngx_pnalloc(r->pool, len);
+    subject->data = ngx_pnalloc(r->pool, 2 * len);
     if (subject->data == NULL) {
         goto done;
     }
 
-    ngx_memcpy(subject->data, p, len);
-    subject->len = len;
+    subject->len = ngx_hex_dump(subject->data, (u_char *) p, len)
+                   - subject->data;
 
     rc = NGX_OK;
 

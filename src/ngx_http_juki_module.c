@@ -1144,7 +1144,19 @@ ngx_http_juki_agency_directive(ngx_conf_t *cf, ngx_command_t *dummy,
                 return NGX_CONF_ERROR;
             }
 
-            key = value[1];
+            /*
+             * ngx_hash_find() compares lower-cased names, and a subject is
+             * matched exactly: the key is the subject written in hex
+             */
+
+            key.len = 2 * value[1].len;
+            key.data = ngx_pnalloc(cf->pool, key.len);
+            if (key.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_hex_dump(key.data, value[1].data, value[1].len);
+
             keys = jmcf->subject_keys;
             jmcf->subject_max = ngx_max(jmcf->subject_max, key.len);
         }

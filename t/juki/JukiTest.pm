@@ -231,12 +231,20 @@ sub fingerprints {
     return \%fp;
 }
 
+# how each agency is mapped unless a test says otherwise: every file that
+# uses agencies then meets one mapped by subject alone
+our %MAPPED_BY = (
+    'pension-service' => 'both',
+    'shibuya-city'    => 'subject',
+    'example-bank'    => 'fingerprint',
+);
+
 # the policy; %o: purpose_rate => {code => "1r/m burst=1"},
 # agency_rate => {name => "..."}, by => "fingerprint" | "subject" | "both"
+# (every agency; default %MAPPED_BY)
 sub policy {
     my %o = @_;
     my $fp = fingerprints();
-    my $by = $o{by} // 'both';
     my $text = '';
 
     for my $code (sort keys %PURPOSES) {
@@ -255,6 +263,7 @@ sub policy {
         my ($kind, $cert, $purposes) = @{$AGENCIES{$name}};
         my ($sha, $subject) = @{$fp->{$cert}};
         my $rate = $o{agency_rate}{$name};
+        my $by = $o{by} // $MAPPED_BY{$name};
         $text .= "    juki_agency $name {\n"
                . "        kind $kind;\n"
                . ($by ne 'subject' ? "        certificate_sha256 $sha;\n" : '')
