@@ -889,7 +889,10 @@ ngx_http_juki_cleanup(void *data)
 /*
  * NGINX runs no access-phase handler for a subrequest: one that reaches a
  * juki location (SSI, mirror, auth_request...) would skip the decision and
- * the record, so it is refused here
+ * the record, so it is refused here.  A background subrequest of a request
+ * this module decided (mirror, a cache's background update) would send the
+ * request to a backend a second time under one audit record, wherever it
+ * goes: refused too.
  */
 
 ngx_int_t
@@ -899,6 +902,16 @@ ngx_http_juki_subrequest_handler(ngx_http_request_t *r)
 
     if (r == r->main) {
         return NGX_DECLINED;
+    }
+
+    if (r->background
+        && ngx_http_get_module_ctx(r->main, ngx_http_juki_module) != NULL)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "juki: background subrequest to \"%V\" refused: it "
+                      "would repeat an audited request", &r->uri);
+
+        return NGX_HTTP_FORBIDDEN;
     }
 
     jlcf = ngx_http_get_module_loc_conf(r, ngx_http_juki_module);

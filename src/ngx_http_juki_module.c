@@ -403,6 +403,15 @@ ngx_http_juki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    /* "post_action" sends the request to a backend again, unrecorded */
+
+    if (clcf->post_action.data) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"juki on\" cannot be used with \"post_action\" "
+                      "in %s:%ui", conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 

@@ -11,6 +11,7 @@
 #   revoked.pem/.key              valid, but listed in crl.pem
 #   expired.pem/.key              notAfter in the past
 #   untrusted.pem/.key            signed by untrusted-ca.pem (not ca.pem)
+#   forged.pem/.key               signed by untrusted-ca.pem with shibuya-city's exact subject
 #   crl.pem                       CRL of ca.pem revoking revoked.pem, nextUpdate ~10 years ahead
 #   crl-expired.pem               same CA, nextUpdate in the past (hostile-input tests)
 #   fingerprints.txt              "NAME SHA256_FINGERPRINT SUBJECT_RFC2253" per client certificate
@@ -51,7 +52,7 @@ run() {
 }
 
 # Start clean: remove only what this script generates.
-clients=(national municipality private unmapped revoked expired untrusted)
+clients=(national municipality private unmapped revoked expired untrusted forged)
 rm -rf -- ca-db
 for f in ca untrusted-ca server "${clients[@]}"; do
     rm -f -- "$f.pem" "$f.key" "$f.csr"
@@ -174,6 +175,13 @@ run openssl x509 -req -in untrusted.csr -CA untrusted-ca.pem -CAkey untrusted-ca
     -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 \
     -extfile openssl.cnf -extensions client_ext -out untrusted.pem
 rm -f -- untrusted.csr
+
+# An agency's exact subject from a CA the gateway does not trust.
+csr forged "/C=JP/O=Shibuya City/CN=shibuya-city"
+run openssl x509 -req -in forged.csr -CA untrusted-ca.pem -CAkey untrusted-ca.key \
+    -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 \
+    -extfile openssl.cnf -extensions client_ext -out forged.pem
+rm -f -- forged.csr
 
 # Revocation: crl.pem (current) and crl-expired.pem (nextUpdate in the past).
 run openssl ca -config openssl.cnf -batch -revoke revoked.pem -crl_reason keyCompromise
