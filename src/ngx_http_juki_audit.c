@@ -43,12 +43,31 @@ enum {
     NGX_HTTP_JUKI_C_WRITER,
     NGX_HTTP_JUKI_C_SEQ,
     NGX_HTTP_JUKI_C_KID,
+    NGX_HTTP_JUKI_C_DECISION,
     NGX_HTTP_JUKI_C_STATUS,
     NGX_HTTP_JUKI_C_BYTES,
     NGX_HTTP_JUKI_C_UPSTREAM_MS,
     NGX_HTTP_JUKI_C_PREV,
     NGX_HTTP_JUKI_C_MAC,
     NGX_HTTP_JUKI_NCFIELDS
+};
+
+/* values of a summary record of refusals, "mac" last */
+enum {
+    NGX_HTTP_JUKI_S_ID = 0,
+    NGX_HTTP_JUKI_S_PHASE,
+    NGX_HTTP_JUKI_S_TS,
+    NGX_HTTP_JUKI_S_NODE,
+    NGX_HTTP_JUKI_S_WRITER,
+    NGX_HTTP_JUKI_S_SEQ,
+    NGX_HTTP_JUKI_S_KID,
+    NGX_HTTP_JUKI_S_CAUSE,
+    NGX_HTTP_JUKI_S_SECOND,
+    NGX_HTTP_JUKI_S_RECORDED,
+    NGX_HTTP_JUKI_S_SUPPRESSED,
+    NGX_HTTP_JUKI_S_PREV,
+    NGX_HTTP_JUKI_S_MAC,
+    NGX_HTTP_JUKI_NSFIELDS
 };
 
 
@@ -61,14 +80,16 @@ typedef struct {
 
 static ngx_int_t ngx_http_juki_chain(ngx_pool_t *pool,
     ngx_http_juki_redis_conn_t *rc, ngx_http_juki_main_conf_t *jmcf,
-    char *tag, ngx_str_t *v, ngx_uint_t n, ngx_http_juki_chain_buf_t *buf);
+    char *tag, ngx_str_t *v, ngx_uint_t n, ngx_str_t *bound,
+    ngx_http_juki_chain_buf_t *buf);
+static u_char *ngx_http_juki_netstring(u_char *p, ngx_str_t *v);
 static void ngx_http_juki_commit(ngx_http_juki_redis_conn_t *rc,
     ngx_http_juki_chain_buf_t *buf);
-static ngx_int_t ngx_http_juki_dmac(ngx_http_juki_main_conf_t *jmcf,
-    u_char *mac, ngx_str_t *decision, u_char *dmac);
 static ngx_int_t ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd,
     redisReply *reply);
 static ngx_int_t ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd,
+    redisReply *reply);
+static ngx_int_t ngx_http_juki_summary_reply(ngx_http_juki_cmd_t *cmd,
     redisReply *reply);
 static void ngx_http_juki_anomaly_fired(redisReply *reply);
 
@@ -76,6 +97,7 @@ static void ngx_http_juki_anomaly_fired(redisReply *reply);
 static ngx_str_t  ngx_http_juki_stop_key = ngx_string("juki:stop");
 static ngx_str_t  ngx_http_juki_nobody_stream = ngx_string("juki:{_}:audit");
 static ngx_str_t  ngx_http_juki_zero = ngx_string("0");
+static ngx_str_t  ngx_http_juki_by_redis = ngx_string("redis");
 static ngx_str_t  ngx_http_juki_evalsha = ngx_string("EVALSHA");
 static ngx_str_t  ngx_http_juki_xadd = ngx_string("XADD");
 static ngx_str_t  ngx_http_juki_auto_id = ngx_string("*");
@@ -83,8 +105,17 @@ static ngx_str_t  ngx_http_juki_auto_id = ngx_string("*");
 static ngx_str_t  ngx_http_juki_completion_names[] = {
     ngx_string("id"), ngx_string("phase"), ngx_string("ts"),
     ngx_string("node"), ngx_string("writer"), ngx_string("seq"),
-    ngx_string("kid"), ngx_string("status"), ngx_string("bytes"),
-    ngx_string("upstream_ms"), ngx_string("prev"), ngx_string("mac")
+    ngx_string("kid"), ngx_string("decision"), ngx_string("status"),
+    ngx_string("bytes"), ngx_string("upstream_ms"), ngx_string("prev"),
+    ngx_string("mac")
+};
+
+static ngx_str_t  ngx_http_juki_summary_names[] = {
+    ngx_string("id"), ngx_string("phase"), ngx_string("ts"),
+    ngx_string("node"), ngx_string("writer"), ngx_string("seq"),
+    ngx_string("kid"), ngx_string("cause"), ngx_string("second"),
+    ngx_string("recorded"), ngx_string("suppressed"), ngx_string("prev"),
+    ngx_string("mac")
 };
 
 
@@ -98,22 +129,15 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx)
 {
     int                          argc;
-    u_char                       dmac[3][NGX_HTTP_JUKI_HEX_SHA256];
-    size_t                       argl[3 + 5 + 24];
+    size_t                       argl[3 + 5 + 5 + NGX_HTTP_JUKI_NFIELDS];
     ngx_str_t                    v[NGX_HTTP_JUKI_NFIELDS], keys[5];
-    ngx_str_t                   *decision, *stream;
-    ngx_uint_t                   i, nkeys, ndmacs;
-    const char                  *argv[3 + 5 + 24];
+    ngx_str_t                   *decision, *stream, bound;
+    ngx_uint_t                   i, nkeys;
+    const char                  *argv[3 + 5 + 5 + NGX_HTTP_JUKI_NFIELDS];
     ngx_http_juki_cmd_t         *cmd;
     ngx_http_juki_agency_t      *agency;
     ngx_http_juki_chain_buf_t    buf;
     ngx_http_juki_redis_conn_t  *rc;
-
-    static ngx_str_t  decisions[] = {
-        ngx_string("allow"),
-        ngx_string("deny:stopped"),
-        ngx_string("deny:rate_limited")
-    };
 
     rc = ngx_http_juki_redis_pick();
     if (rc == NULL) {
@@ -122,6 +146,7 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 
     agency = ctx->agency;
 
+    ngx_str_null(&v[NGX_HTTP_JUKI_F_ID]);
     ngx_str_null(&v[NGX_HTTP_JUKI_F_AGENCY]);
     ngx_str_null(&v[NGX_HTTP_JUKI_F_KIND]);
 
@@ -137,39 +162,27 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
     v[NGX_HTTP_JUKI_F_METHOD] = r->method_name;
     v[NGX_HTTP_JUKI_F_URI] = ctx->uri;
 
-    if (ngx_http_juki_chain(r->pool, rc, jmcf, "A1", v, NGX_HTTP_JUKI_NFIELDS,
-                            &buf)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     /*
-     * one dmac per decision the script may take, see docs/audit.md; when
-     * the gateway decided, the script takes that one (ARGV 3 and 4 are
-     * then unused and repeat it)
+     * The mac binds the decision the gateway took itself; one left to
+     * Redis is bound as "redis" and confirmed by the completion record,
+     * made once the reply is in (docs/audit.md): nothing sent here would
+     * let a reader of the traffic re-sign another decision.
      */
 
     if (ctx->reason != NGX_HTTP_JUKI_ALLOW) {
         decision = &ngx_http_juki_reasons[ctx->reason].decision;
-        ndmacs = 1;
+        bound = *decision;
 
     } else {
         decision = NULL;
-        ndmacs = 3;
+        bound = ngx_http_juki_by_redis;
     }
 
-    for (i = 0; i < ndmacs; i++) {
-        if (ngx_http_juki_dmac(jmcf, buf.mac,
-                               decision ? decision : &decisions[i], dmac[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    for ( /* void */ ; i < 3; i++) {
-        ngx_memcpy(dmac[i], dmac[0], NGX_HTTP_JUKI_HEX_SHA256);
+    if (ngx_http_juki_chain(r->pool, rc, jmcf, "A2", v, NGX_HTTP_JUKI_NFIELDS,
+                            &bound, &buf)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     stream = agency ? &agency->audit_key : &ngx_http_juki_nobody_stream;
@@ -203,11 +216,6 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 
     argv[argc] = decision ? (char *) decision->data : "";
     argl[argc++] = decision ? decision->len : 0;
-
-    for (i = 0; i < 3; i++) {
-        argv[argc] = (char *) dmac[i];
-        argl[argc++] = NGX_HTTP_JUKI_HEX_SHA256;
-    }
 
     if (decision == NULL && agency->rate.interval_us) {
         argv[argc] = (char *) agency->rate.interval.data;
@@ -268,13 +276,15 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 /*
  * Fills the chain values of a record (id, ts, node, writer, seq, kid,
  * prev) around the caller's, and computes its mac over all but the last
- * value; the writer's state moves on only once the record is sent.
+ * value, then "bound" when given; the writer's state moves on only once
+ * the record is sent.  A record that names another (a completion) comes
+ * with its id; the others get WRITER-SEQ.
  */
 
 static ngx_int_t
 ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
     ngx_http_juki_main_conf_t *jmcf, char *tag, ngx_str_t *v, ngx_uint_t n,
-    ngx_http_juki_chain_buf_t *buf)
+    ngx_str_t *bound, ngx_http_juki_chain_buf_t *buf)
 {
     u_char      *id, *p, *m;
     size_t       len;
@@ -282,8 +292,8 @@ ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
     ngx_uint_t   i, f;
     ngx_time_t  *tp;
 
-    /* the completion layout has the same values, "phase" after "id" */
-    f = (n == NGX_HTTP_JUKI_NCFIELDS) ? 1 : 0;
+    /* completions and summaries have the same values, "phase" after "id" */
+    f = (tag[0] == 'A') ? 0 : 1;
 
     seq = rc->seq + 1;
     tp = ngx_timeofday();
@@ -308,7 +318,7 @@ ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
     v[n - 2].data = rc->last_mac;
     v[n - 2].len = rc->has_prev ? NGX_HTTP_JUKI_HEX_SHA256 : 0;
 
-    if (f == 0) {
+    if (v[NGX_HTTP_JUKI_F_ID].data == NULL) {
         id = ngx_pnalloc(pool, NGX_HTTP_JUKI_AUDIT_ID_MAX);
         if (id == NULL) {
             return NGX_ERROR;
@@ -321,7 +331,7 @@ ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
                                     - id;
     }
 
-    len = 2;
+    len = 2 + (bound ? NGX_SIZE_T_LEN + 2 + bound->len : 0);
 
     for (i = 0; i < n - 1; i++) {
         len += NGX_SIZE_T_LEN + 2 + v[i].len;
@@ -335,14 +345,11 @@ ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
     p = ngx_cpymem(m, tag, 2);
 
     for (i = 0; i < n - 1; i++) {
-        p = ngx_sprintf(p, "%uz:", v[i].len);
+        p = ngx_http_juki_netstring(p, &v[i]);
+    }
 
-        /* an unset value is { 0, NULL }: no memcpy() from NULL */
-        if (v[i].len) {
-            p = ngx_cpymem(p, v[i].data, v[i].len);
-        }
-
-        *p++ = ',';
+    if (bound) {
+        p = ngx_http_juki_netstring(p, bound);
     }
 
     if (ngx_http_juki_hmac_hex(jmcf->mac_key, m, p - m, buf->mac) != NGX_OK) {
@@ -356,6 +363,22 @@ ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
 }
 
 
+static u_char *
+ngx_http_juki_netstring(u_char *p, ngx_str_t *v)
+{
+    p = ngx_sprintf(p, "%uz:", v->len);
+
+    /* an unset value is { 0, NULL }: no memcpy() from NULL */
+    if (v->len) {
+        p = ngx_cpymem(p, v->data, v->len);
+    }
+
+    *p++ = ',';
+
+    return p;
+}
+
+
 static void
 ngx_http_juki_commit(ngx_http_juki_redis_conn_t *rc,
     ngx_http_juki_chain_buf_t *buf)
@@ -363,25 +386,6 @@ ngx_http_juki_commit(ngx_http_juki_redis_conn_t *rc,
     rc->seq++;
     ngx_memcpy(rc->last_mac, buf->mac, NGX_HTTP_JUKI_HEX_SHA256);
     rc->has_prev = 1;
-}
-
-
-static ngx_int_t
-ngx_http_juki_dmac(ngx_http_juki_main_conf_t *jmcf, u_char *mac,
-    ngx_str_t *decision, u_char *dmac)
-{
-    u_char  *p, m[2 + 2 * (NGX_SIZE_T_LEN + 2) + NGX_HTTP_JUKI_HEX_SHA256
-                  + 64];
-
-    if (decision->len > 64) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(m, "D1%uz:%*s,%uz:%V,", (size_t) NGX_HTTP_JUKI_HEX_SHA256,
-                    (size_t) NGX_HTTP_JUKI_HEX_SHA256, mac, decision->len,
-                    decision);
-
-    return ngx_http_juki_hmac_hex(jmcf->mac_key, m, p - m, dmac);
 }
 
 
@@ -576,8 +580,10 @@ ngx_http_juki_anomaly_fired(redisReply *reply)
     ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                   "juki: anomaly rule %ui fired: %s %uL > %ui in %M s, "
                   "action %s%s, alert published on juki:alerts", i,
-                  rule->type == NGX_HTTP_JUKI_RULE_DISTINCT
-                  ? "distinct residents" : "denials",
+                  rule->type == NGX_HTTP_JUKI_RULE_DENIALS ? "denials"
+                  : rule->per == NGX_HTTP_JUKI_PER_AGENCY
+                    ? "distinct residents of the agency"
+                    : "distinct residents",
                   count, rule->threshold, rule->window / 1000,
                   rule->action == NGX_HTTP_JUKI_ACTION_STOP_OPERATOR
                   ? "stop_operator"
@@ -614,6 +620,9 @@ ngx_http_juki_audit_completion(ngx_http_request_t *r,
     v[NGX_HTTP_JUKI_C_ID].len = ctx->audit_id_len;
     ngx_str_set(&v[NGX_HTTP_JUKI_C_PHASE], "done");
 
+    /* what Redis decided, as its reply said: this is what binds it */
+    v[NGX_HTTP_JUKI_C_DECISION] = ngx_http_juki_reasons[ctx->outcome].decision;
+
     code = r->err_status ? r->err_status : r->headers_out.status;
 
     v[NGX_HTTP_JUKI_C_STATUS].data = status;
@@ -643,8 +652,8 @@ ngx_http_juki_audit_completion(ngx_http_request_t *r,
                                              - ms;
     }
 
-    if (ngx_http_juki_chain(r->pool, rc, jmcf, "C1", v,
-                            NGX_HTTP_JUKI_NCFIELDS, &buf)
+    if (ngx_http_juki_chain(r->pool, rc, jmcf, "C2", v,
+                            NGX_HTTP_JUKI_NCFIELDS, NULL, &buf)
         != NGX_OK)
     {
         goto failed;
@@ -704,6 +713,132 @@ ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
 
     ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_COMPLETION,
                             "a completion record was not written: %*s",
+                            reply && reply->type == REDIS_REPLY_ERROR
+                            ? (size_t) ngx_min(reply->len, 200)
+                            : sizeof("no reply") - 1,
+                            reply && reply->type == REDIS_REPLY_ERROR
+                            ? reply->str : "no reply");
+
+    return reply ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * The summary of the refusals of one cause in one second that were only
+ * counted (ngx_http_juki_refusal.c): an XADD of its own to the stream of
+ * records with no agency, chained like any record, not waited for.
+ * NGX_OK: sent, *id is its id (in a buffer of NGX_HTTP_JUKI_AUDIT_ID_MAX).
+ */
+
+ngx_int_t
+ngx_http_juki_audit_summary(ngx_str_t *cause, time_t second,
+    ngx_uint_t recorded, ngx_uint_t suppressed, ngx_str_t *id)
+{
+    u_char                       sec[NGX_TIME_T_LEN], rec[NGX_INT_T_LEN];
+    u_char                       sup[NGX_INT_T_LEN];
+    size_t                       argl[3 + 2 * NGX_HTTP_JUKI_NSFIELDS];
+    ngx_int_t                    rv;
+    ngx_str_t                    v[NGX_HTTP_JUKI_NSFIELDS];
+    ngx_uint_t                   i;
+    ngx_pool_t                  *pool;
+    const char                  *argv[3 + 2 * NGX_HTTP_JUKI_NSFIELDS];
+    ngx_http_juki_cmd_t         *cmd;
+    ngx_http_juki_chain_buf_t    buf;
+    ngx_http_juki_redis_conn_t  *rc;
+    ngx_http_juki_main_conf_t   *jmcf;
+
+    jmcf = ngx_http_juki_redis_main_conf();
+    rc = ngx_http_juki_redis_pick();
+
+    if (jmcf == NULL || rc == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* hiredis copies the command: what it is built from can go at once */
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rv = NGX_ERROR;
+
+    ngx_str_null(&v[NGX_HTTP_JUKI_S_ID]);
+    ngx_str_set(&v[NGX_HTTP_JUKI_S_PHASE], "summary");
+    v[NGX_HTTP_JUKI_S_CAUSE] = *cause;
+
+    v[NGX_HTTP_JUKI_S_SECOND].data = sec;
+    v[NGX_HTTP_JUKI_S_SECOND].len = ngx_sprintf(sec, "%T", second) - sec;
+    v[NGX_HTTP_JUKI_S_RECORDED].data = rec;
+    v[NGX_HTTP_JUKI_S_RECORDED].len = ngx_sprintf(rec, "%ui", recorded)
+                                      - rec;
+    v[NGX_HTTP_JUKI_S_SUPPRESSED].data = sup;
+    v[NGX_HTTP_JUKI_S_SUPPRESSED].len = ngx_sprintf(sup, "%ui", suppressed)
+                                        - sup;
+
+    if (ngx_http_juki_chain(pool, rc, jmcf, "S1", v, NGX_HTTP_JUKI_NSFIELDS,
+                            NULL, &buf)
+        != NGX_OK)
+    {
+        goto done;
+    }
+
+    argv[0] = (char *) ngx_http_juki_xadd.data;
+    argl[0] = ngx_http_juki_xadd.len;
+    argv[1] = (char *) ngx_http_juki_nobody_stream.data;
+    argl[1] = ngx_http_juki_nobody_stream.len;
+    argv[2] = (char *) ngx_http_juki_auto_id.data;
+    argl[2] = ngx_http_juki_auto_id.len;
+
+    for (i = 0; i < NGX_HTTP_JUKI_NSFIELDS; i++) {
+        argv[3 + 2 * i] = (char *) ngx_http_juki_summary_names[i].data;
+        argl[3 + 2 * i] = ngx_http_juki_summary_names[i].len;
+        argv[4 + 2 * i] = (char *) v[i].data;
+        argl[4 + 2 * i] = v[i].len;
+    }
+
+    cmd = ngx_http_juki_cmd_alloc();
+    if (cmd == NULL) {
+        goto done;
+    }
+
+    cmd->handler = ngx_http_juki_summary_reply;
+
+    if (ngx_http_juki_redis_send(rc, 3 + 2 * NGX_HTTP_JUKI_NSFIELDS, argv,
+                                 argl, cmd)
+        != NGX_OK)
+    {
+        ngx_http_juki_cmd_free(cmd);
+        rv = NGX_DECLINED;
+        goto done;
+    }
+
+    ngx_http_juki_commit(rc, &buf);
+
+    id->len = ngx_cpymem(id->data, v[NGX_HTTP_JUKI_S_ID].data,
+                         v[NGX_HTTP_JUKI_S_ID].len)
+              - id->data;
+
+    rv = NGX_OK;
+
+done:
+
+    ngx_destroy_pool(pool);
+
+    return rv;
+}
+
+
+static ngx_int_t
+ngx_http_juki_summary_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        return NGX_OK;
+    }
+
+    ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                            "a summary record of refusals was not "
+                            "written: %*s",
                             reply && reply->type == REDIS_REPLY_ERROR
                             ? (size_t) ngx_min(reply->len, 200)
                             : sizeof("no reply") - 1,

@@ -12,6 +12,8 @@
 #include "ngx_http_juki_module.h"
 
 
+static ngx_int_t ngx_http_juki_cert_digest(ngx_connection_t *c, X509 *cert,
+    ngx_str_t *fingerprint);
 static ngx_int_t ngx_http_juki_cert_subject(ngx_http_request_t *r,
     X509 *cert, ngx_str_t *subject);
 static void ngx_http_juki_cert_free(void *parent, void *ptr,
@@ -54,11 +56,9 @@ ngx_http_juki_cert_agency(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
     ngx_http_juki_agency_t **agency)
 {
-    u_char                   raw[EVP_MAX_MD_SIZE], *hex;
     X509                    *cert;
     ngx_int_t                rc;
     ngx_str_t                subject;
-    unsigned int             n;
     ngx_connection_t         *c;
     ngx_http_ssl_srv_conf_t  *sscf;
 
@@ -93,31 +93,9 @@ ngx_http_juki_cert_agency(ngx_http_request_t *r,
 
     rc = NGX_ERROR;
 
-    hex = SSL_get_ex_data(c->ssl->connection, ngx_http_juki_ssl_index);
-
-    if (hex == NULL) {
-        if (X509_digest(cert, EVP_sha256(), raw, &n) != 1 || n != 32) {
-            ngx_ssl_error(NGX_LOG_ALERT, c->log, 0, "X509_digest() failed");
-            goto done;
-        }
-
-        hex = OPENSSL_malloc(NGX_HTTP_JUKI_HEX_SHA256);
-        if (hex == NULL) {
-            goto done;
-        }
-
-        ngx_hex_dump(hex, raw, 32);
-
-        if (SSL_set_ex_data(c->ssl->connection, ngx_http_juki_ssl_index, hex)
-            != 1)
-        {
-            OPENSSL_free(hex);
-            goto done;
-        }
+    if (ngx_http_juki_cert_digest(c, cert, fingerprint) != NGX_OK) {
+        goto done;
     }
-
-    fingerprint->data = hex;
-    fingerprint->len = NGX_HTTP_JUKI_HEX_SHA256;
 
     ngx_str_null(&subject);
 
@@ -138,6 +116,75 @@ done:
     X509_free(cert);
 
     return rc;
+}
+
+
+/*
+ * the fingerprint of the certificate the client presented, verified or
+ * not, for the record of a refusal; empty when it presented none
+ */
+
+ngx_int_t
+ngx_http_juki_cert_fingerprint(ngx_connection_t *c, ngx_str_t *fingerprint)
+{
+    X509       *cert;
+    ngx_int_t   rc;
+
+    ngx_str_null(fingerprint);
+
+    if (c->ssl == NULL || c->ssl->connection == NULL) {
+        return NGX_OK;
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_juki_cert_digest(c, cert, fingerprint);
+
+    X509_free(cert);
+
+    return rc;
+}
+
+
+/* hex SHA-256 of the DER, digested once per TLS connection */
+
+static ngx_int_t
+ngx_http_juki_cert_digest(ngx_connection_t *c, X509 *cert,
+    ngx_str_t *fingerprint)
+{
+    u_char        raw[EVP_MAX_MD_SIZE], *hex;
+    unsigned int  n;
+
+    hex = SSL_get_ex_data(c->ssl->connection, ngx_http_juki_ssl_index);
+
+    if (hex == NULL) {
+        if (X509_digest(cert, EVP_sha256(), raw, &n) != 1 || n != 32) {
+            ngx_ssl_error(NGX_LOG_ALERT, c->log, 0, "X509_digest() failed");
+            return NGX_ERROR;
+        }
+
+        hex = OPENSSL_malloc(NGX_HTTP_JUKI_HEX_SHA256);
+        if (hex == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_hex_dump(hex, raw, 32);
+
+        if (SSL_set_ex_data(c->ssl->connection, ngx_http_juki_ssl_index, hex)
+            != 1)
+        {
+            OPENSSL_free(hex);
+            return NGX_ERROR;
+        }
+    }
+
+    fingerprint->data = hex;
+    fingerprint->len = NGX_HTTP_JUKI_HEX_SHA256;
+
+    return NGX_OK;
 }
 
 

@@ -40,6 +40,7 @@ static u_char *ngx_http_juki_log_error(ngx_http_request_t *r,
     ngx_http_request_t *sr, u_char *buf, size_t len);
 static void ngx_http_juki_blank(u_char *start, u_char *end, ngx_str_t *code);
 static void ngx_http_juki_cleanup(void *data);
+static void ngx_http_juki_log_refusal(ngx_http_request_t *r);
 
 
 ngx_http_juki_reason_t  ngx_http_juki_reasons[] = {
@@ -138,10 +139,30 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
         r->log_handler = ngx_http_juki_log_error;
     }
 
+    /*
+     * a refusal before an agency is known has no limiter of its own:
+     * past the client's budget it is counted in a summary record instead
+     */
+
+    if (ctx->agency == NULL
+        && !ngx_http_juki_refusal_admit(r, jmcf, ctx->reason,
+                                        jlcf->deny_log_level))
+    {
+        ctx->outcome = ctx->reason;
+        ctx->counted = 1;
+        ctx->done = 1;
+
+        return ngx_http_juki_finish(r, ctx);
+    }
+
     rc = ngx_http_juki_audit_request(r, jmcf, ctx);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK && ctx->agency == NULL) {
+        ngx_http_juki_refusal_recorded(ctx->reason);
     }
 
     if (rc == NGX_DECLINED) {
@@ -347,6 +368,12 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
         return NGX_ERROR;
     }
 
+    /* "Insider" is stopped by the key of "insider", as jukictl writes it */
+
+    p = ctx->operator_stop_key.data + ctx->operator_stop_key.len
+        - ctx->operator.len;
+    ngx_strlow(p, p, ctx->operator.len);
+
     ctx->reason = NGX_HTTP_JUKI_ALLOW;
 
     return NGX_OK;
@@ -432,7 +459,9 @@ ngx_http_juki_finish(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (ctx->outcome != NGX_HTTP_JUKI_AUDIT_UNAVAILABLE) {
+    /* one counted only is in the log line of its summary record */
+
+    if (ctx->outcome != NGX_HTTP_JUKI_AUDIT_UNAVAILABLE && !ctx->counted) {
         jlcf = ngx_http_get_module_loc_conf(r, ngx_http_juki_module);
 
         ngx_log_error(jlcf->deny_log_level, r->connection->log, 0,
@@ -928,17 +957,55 @@ ngx_http_juki_subrequest_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The completion record of every main request whose decision Redis made:
+ * after the response of an allowed one, after the refusal of a stopped or
+ * rate-limited one.  It carries the decision the gateway read in the
+ * reply, which is what binds that decision (docs/audit.md).
+ */
+
 ngx_int_t
 ngx_http_juki_log_handler(ngx_http_request_t *r)
 {
     ngx_http_juki_ctx_t        *ctx;
     ngx_http_juki_main_conf_t  *jmcf;
 
-    ctx = ngx_http_juki_get_ctx(r);
+    /*
+     * with "log_subrequest on" the log phase runs for subrequests too, and
+     * a subrequest shares its main request's pool, where the context is
+     * found: one completion record per audit id, from the main request
+     */
 
-    if (ctx == NULL || !ctx->forwarded) {
+    if (r != r->main) {
         return NGX_OK;
     }
+
+    ctx = ngx_http_juki_get_ctx(r);
+
+    if (ctx == NULL) {
+        ngx_http_juki_log_refusal(r);
+        return NGX_OK;
+    }
+
+    if (!ctx->done || ctx->completed || ctx->audit_id_len == 0
+        || ctx->reason != NGX_HTTP_JUKI_ALLOW)
+    {
+        return NGX_OK;
+    }
+
+    switch (ctx->outcome) {
+
+    case NGX_HTTP_JUKI_ALLOW:
+    case NGX_HTTP_JUKI_STOPPED:
+    case NGX_HTTP_JUKI_RATE_LIMITED:
+        break;
+
+    default:
+        /* unknown: the record may exist, and stays unconfirmed */
+        return NGX_OK;
+    }
+
+    ctx->completed = 1;
 
     jmcf = ngx_http_get_module_main_conf(r, ngx_http_juki_module);
 
@@ -947,3 +1014,112 @@ ngx_http_juki_log_handler(ngx_http_request_t *r)
     return NGX_OK;
 }
 
+
+/*
+ * A request NGINX refused itself before any phase, for the certificate
+ * a server with "juki on" locations requires (495, 496: answered as 400
+ * unless error_page maps them) or for plain HTTP on its TLS port (497):
+ * the same tests NGINX made, made again.  Recorded as the gateway's
+ * unverified_certificate refusal, under the refusal budget, with the
+ * fingerprint of the certificate presented.  No path is recorded: no
+ * location, so no juki_subject, was chosen to mask a code in it.
+ */
+
+static void
+ngx_http_juki_log_refusal(ngx_http_request_t *r)
+{
+    long                        verify;
+    X509                       *cert;
+    ngx_int_t                   rc;
+    ngx_connection_t           *c;
+    ngx_http_juki_ctx_t        *ctx;
+    ngx_http_ssl_srv_conf_t    *sscf;
+    ngx_http_juki_srv_conf_t   *jscf;
+    ngx_http_juki_loc_conf_t   *jlcf;
+    ngx_http_juki_main_conf_t  *jmcf;
+
+    if (r->http_connection == NULL || !r->http_connection->ssl) {
+        return;
+    }
+
+    jscf = ngx_http_get_module_srv_conf(r, ngx_http_juki_module);
+    sscf = ngx_http_get_module_srv_conf(r, ngx_http_ssl_module);
+
+    if (jscf == NULL || !jscf->juki || sscf == NULL || !sscf->verify) {
+        return;
+    }
+
+    c = r->connection;
+
+    if (c->ssl && c->ssl->connection) {
+        verify = SSL_get_verify_result(c->ssl->connection);
+
+        if (verify == X509_V_OK) {
+            if (sscf->verify != 1) {
+                return;
+            }
+
+            cert = SSL_get_peer_certificate(c->ssl->connection);
+
+            if (cert) {
+                X509_free(cert);
+                return;
+            }
+
+        } else if (sscf->verify == 3 && ngx_ssl_verify_error_optional(verify))
+        {
+            return;
+        }
+    }
+
+    jmcf = ngx_http_get_module_main_conf(r, ngx_http_juki_module);
+    jlcf = ngx_http_get_module_loc_conf(r, ngx_http_juki_module);
+
+    if (jmcf->redis == NULL) {
+        return;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_juki_ctx_t));
+    if (ctx == NULL) {
+        return;
+    }
+
+    ctx->request = r;
+    ctx->reason = NGX_HTTP_JUKI_UNVERIFIED_CERTIFICATE;
+
+    if (ngx_http_juki_cert_fingerprint(c, &ctx->cert) != NGX_OK) {
+        return;
+    }
+
+    ngx_http_juki_stat_request(NULL, ctx->reason);
+
+    if (!ngx_http_juki_refusal_admit(r, jmcf, ctx->reason,
+                                     jlcf->deny_log_level))
+    {
+        return;
+    }
+
+    rc = ngx_http_juki_audit_request(r, jmcf, ctx);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_juki_redis_log(c->log, NGX_HTTP_JUKI_LOG_UNAVAILABLE,
+                                "no redis connection for the audit record "
+                                "of a refusal by nginx");
+    }
+
+    if (rc != NGX_OK) {
+        return;
+    }
+
+    /* nobody waits for this reply: the request ends here */
+
+    ctx->cmd->data = NULL;
+    ctx->cmd = NULL;
+
+    ngx_http_juki_refusal_recorded(ctx->reason);
+
+    ngx_log_error(jlcf->deny_log_level, c->log, 0,
+                  "juki: denied, %V by nginx, agency: \"%V\", audit id: "
+                  "\"%*s\"", &ngx_http_juki_reasons[ctx->reason].name,
+                  &ctx->cert, ctx->audit_id_len, ctx->audit_id);
+}

@@ -14,6 +14,7 @@
 
 static void *ngx_http_juki_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_juki_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_juki_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_juki_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_juki_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -49,6 +50,10 @@ static char *ngx_http_juki_check_node(ngx_conf_t *cf, void *post, void *data);
 
 static ngx_conf_post_t  ngx_http_juki_node_post = {
     ngx_http_juki_check_node
+};
+
+static ngx_conf_num_bounds_t  ngx_http_juki_budget_bounds = {
+    ngx_conf_check_num_bounds, 0, 1000000
 };
 
 
@@ -130,6 +135,13 @@ static ngx_command_t  ngx_http_juki_commands[] = {
       0,
       NULL },
 
+    { ngx_string("juki_refusal_budget"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_juki_main_conf_t, refusal_budget),
+      &ngx_http_juki_budget_bounds },
+
     { ngx_string("juki_anomaly"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_http_juki_anomaly,
@@ -155,7 +167,7 @@ static ngx_http_module_t  ngx_http_juki_module_ctx = {
     ngx_http_juki_create_main_conf,        /* create main configuration */
     ngx_http_juki_init_main_conf,          /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_juki_create_srv_conf,         /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_juki_create_loc_conf,         /* create location configuration */
@@ -197,6 +209,8 @@ ngx_http_juki_create_main_conf(ngx_conf_t *cf)
      *     jmcf->node = { 0, NULL };
      *     the hash key arrays = NULL;
      */
+
+    jmcf->refusal_budget = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&jmcf->purposes, cf->pool, 8,
                        sizeof(ngx_http_juki_purpose_t *))
@@ -243,6 +257,8 @@ ngx_http_juki_init_main_conf(ngx_conf_t *cf, void *conf)
                       "set one of 1-64 of A-Za-z0-9._-", &jmcf->node);
         return NGX_CONF_ERROR;
     }
+
+    ngx_conf_init_uint_value(jmcf->refusal_budget, 10);
 
     agencies = jmcf->agencies.elts;
 
@@ -325,6 +341,26 @@ ngx_http_juki_init_main_conf(ngx_conf_t *cf, void *conf)
 
 
 static void *
+ngx_http_juki_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_juki_srv_conf_t  *jscf;
+
+    jscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_juki_srv_conf_t));
+    if (jscf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     jscf->juki = 0;    set when a location is merged with "juki on"
+     */
+
+    return jscf;
+}
+
+
+static void *
 ngx_http_juki_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_juki_loc_conf_t  *conf;
@@ -356,6 +392,7 @@ ngx_http_juki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_juki_loc_conf_t *conf = child;
 
     ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_juki_srv_conf_t   *jscf;
     ngx_http_juki_main_conf_t  *jmcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -411,6 +448,14 @@ ngx_http_juki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "in %s:%ui", conf->file, conf->line);
         return NGX_CONF_ERROR;
     }
+
+    /*
+     * the server's: NGINX's own certificate refusals there are recorded
+     * (the locations are merged with their server's configuration)
+     */
+
+    jscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_juki_module);
+    jscf->juki = 1;
 
     return NGX_CONF_OK;
 }
@@ -727,10 +772,18 @@ ngx_http_juki_purpose_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ngx_http_juki_valid_name(&value[1], 0) != NGX_OK) {
+    /*
+     * a purpose code names a field of the limiter hash juki:{A}:rl, where
+     * "_" is the agency-wide limit: a code starts with a letter or digit
+     */
+
+    if (ngx_http_juki_valid_name(&value[1], 0) != NGX_OK
+        || ngx_strchr("._-", value[1].data[0]) != NULL)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid purpose code \"%V\": use 1-64 of "
-                           "A-Za-z0-9._-", &value[1]);
+                           "A-Za-z0-9._- starting with a letter or digit",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -1311,8 +1364,9 @@ ngx_http_juki_rate(ngx_conf_t *cf, ngx_http_juki_rate_t *rate)
 
 
 /*
- * juki_anomaly distinct_subjects=N window=T [action=...] [dry_run]
- * juki_anomaly denials=N window=T [action=...] [dry_run]
+ * juki_anomaly distinct_subjects=N window=T [per=operator|agency]
+ *              [action=...] [dry_run]
+ * juki_anomaly denials=N window=T [per=agency] [action=...] [dry_run]
  */
 
 static char *
@@ -1392,6 +1446,20 @@ ngx_http_juki_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (rule->per == 0 && ngx_strncmp(value[i].data, "per=", 4) == 0) {
+            if (s.len == 8 && ngx_strncmp(s.data, "operator", 8) == 0) {
+                rule->per = NGX_HTTP_JUKI_PER_OPERATOR;
+
+            } else if (s.len == 6 && ngx_strncmp(s.data, "agency", 6) == 0) {
+                rule->per = NGX_HTTP_JUKI_PER_AGENCY;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
         if (!rule->dry_run && value[i].len == 7
             && ngx_strcmp(value[i].data, "dry_run") == 0)
         {
@@ -1409,8 +1477,34 @@ ngx_http_juki_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (rule->type == NGX_HTTP_JUKI_RULE_DENIALS
+        && rule->per == NGX_HTTP_JUKI_PER_OPERATOR)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"per=operator\" does not fit a \"denials\" "
+                           "rule: denials are counted per agency");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rule->per == 0) {
+        rule->per = (rule->type == NGX_HTTP_JUKI_RULE_DISTINCT)
+                    ? NGX_HTTP_JUKI_PER_OPERATOR
+                    : NGX_HTTP_JUKI_PER_AGENCY;
+    }
+
+    if (rule->per == NGX_HTTP_JUKI_PER_AGENCY
+        && rule->action == NGX_HTTP_JUKI_ACTION_STOP_OPERATOR
+        && rule->type == NGX_HTTP_JUKI_RULE_DISTINCT)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"action=stop_operator\" does not fit a "
+                           "\"per=agency\" rule: it counts the residents "
+                           "of every operator of the agency together");
+        return NGX_CONF_ERROR;
+    }
+
     if (rule->action == 0) {
-        rule->action = (rule->type == NGX_HTTP_JUKI_RULE_DISTINCT)
+        rule->action = (rule->per == NGX_HTTP_JUKI_PER_OPERATOR)
                        ? NGX_HTTP_JUKI_ACTION_STOP_OPERATOR
                        : NGX_HTTP_JUKI_ACTION_STOP_AGENCY;
     }
@@ -1576,6 +1670,7 @@ ngx_http_juki_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_juki_stats_init_worker(jmcf);
+    ngx_http_juki_refusal_init_worker(cycle);
 
     return ngx_http_juki_redis_init_worker(cycle, jmcf);
 }

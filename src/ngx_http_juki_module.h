@@ -118,12 +118,16 @@ typedef struct {
 #define NGX_HTTP_JUKI_ACTION_STOP_AGENCY    2
 #define NGX_HTTP_JUKI_ACTION_ALERT          3
 
+#define NGX_HTTP_JUKI_PER_OPERATOR       1
+#define NGX_HTTP_JUKI_PER_AGENCY         2
+
 
 typedef struct {
     ngx_uint_t                   type;
     ngx_uint_t                   threshold;
     ngx_msec_t                   window;
     ngx_uint_t                   action;
+    ngx_uint_t                   per;
     ngx_flag_t                   dry_run;
 } ngx_http_juki_anomaly_t;
 
@@ -154,10 +158,19 @@ typedef struct {
 
     ngx_str_t                    node;
 
+    /* refusals with no agency recorded one by one per client and second */
+    ngx_uint_t                   refusal_budget;
+
     ngx_shm_zone_t              *stats_zone;
     void                        *stats;
     size_t                       stats_size;
 } ngx_http_juki_main_conf_t;
+
+
+/* set when a location of the server has "juki on" */
+typedef struct {
+    ngx_flag_t                   juki;
+} ngx_http_juki_srv_conf_t;
 
 
 typedef struct {
@@ -255,6 +268,8 @@ ngx_int_t ngx_http_juki_cert_init(ngx_log_t *log);
 ngx_int_t ngx_http_juki_cert_agency(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_str_t *fingerprint,
     ngx_http_juki_agency_t **agency);
+ngx_int_t ngx_http_juki_cert_fingerprint(ngx_connection_t *c,
+    ngx_str_t *fingerprint);
 
 
 /* audit records: ngx_http_juki_audit.c */
@@ -284,6 +299,8 @@ typedef struct {
     unsigned                     waiting:1;
     unsigned                     done:1;
     unsigned                     forwarded:1;
+    unsigned                     counted:1;  /* in a summary record only */
+    unsigned                     completed:1;
 } ngx_http_juki_ctx_t;
 
 
@@ -291,6 +308,8 @@ ngx_int_t ngx_http_juki_audit_request(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx);
 void ngx_http_juki_audit_completion(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx);
+ngx_int_t ngx_http_juki_audit_summary(ngx_str_t *cause, time_t second,
+    ngx_uint_t recorded, ngx_uint_t suppressed, ngx_str_t *id);
 ngx_int_t ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri,
     ngx_str_t *dst);
 ngx_int_t ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s,
@@ -300,6 +319,15 @@ ngx_int_t ngx_http_juki_foreign_char(ngx_str_t *code, u_char *c);
 ngx_int_t ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
     ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit);
 ngx_uint_t ngx_http_juki_decode_anomaly(redisReply *reply, uint64_t *count);
+
+
+/* refusals before an agency is known: ngx_http_juki_refusal.c */
+
+void ngx_http_juki_refusal_init_worker(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_juki_refusal_admit(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_reason_e reason,
+    ngx_uint_t level);
+void ngx_http_juki_refusal_recorded(ngx_http_juki_reason_e reason);
 
 
 /* shared counters and juki_status: ngx_http_juki_stats.c */

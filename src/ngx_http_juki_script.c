@@ -4,17 +4,20 @@
  * at configuration time: the anomaly rules are constants in its text, so a
  * request sends no argument for them.
  *
- * KEYS: juki:stop, juki:{A}:stop, juki:{A}:stop:op:O, juki:{A}:rl,
- *       juki:{A}:audit -- or the audit stream alone when the gateway
- *       decided already.
- * ARGV: 1 the gateway's decision or "", 2-4 dmac for allow (or the
- *       gateway's decision), deny:stopped, deny:rate_limited, 5-8 GCRA
- *       interval and tolerance (us) of the agency and the purpose limit,
- *       0 for none, 9-24 the record (docs/audit.md) but the decision.
+ * KEYS: juki:stop, juki:{A}:stop, juki:{A}:stop:op:o (the operator id in
+ *       lower case), juki:{A}:rl, juki:{A}:audit -- or the audit stream
+ *       alone when the gateway decided already.
+ * ARGV: 1 the gateway's decision or "", 2-5 GCRA interval and tolerance
+ *       (us) of the agency and the purpose limit, 0 for none, 6-21 the
+ *       record (docs/audit.md) but the decision.  No MAC of a decision
+ *       travels: the record's mac binds "redis" when Redis decides, and
+ *       the completion record the gateway writes after the reply binds
+ *       what it decided.
  * juki:{A}:rl is a hash of theoretical arrival times (us): field "_" for
- * the agency, the purpose code for agency and purpose.  Redis's clock is
- * the one clock every gateway shares.  Each call from Lua costs more than
- * the arithmetic around it, so the common path makes four.
+ * the agency, the purpose code for agency and purpose (a purpose code
+ * starts with a letter or digit, so none is "_").  Redis's clock is the
+ * one clock every gateway shares.  Each call from Lua costs more than the
+ * arithmetic around it, so the common path makes four.
  * Reply: {0} allow, {1} stopped, {2, wait_us, limit} rate limited,
  *        {3} recorded as decided; followed by {rule, count} when an
  *        anomaly rule fired.  All keys an agency's request touches share
@@ -34,7 +37,7 @@
 /* the parts of the script; those of the anomaly rules only when used */
 
 static char  ngx_http_juki_script_top[] =
-    "local A, O, S = ARGV[15], ARGV[18], ARGV[20]\n"
+    "local A, O, S = ARGV[12], ARGV[15], ARGV[17]\n"
     "local now\n"
     "local fired\n"
     "local function clock()\n"
@@ -45,18 +48,24 @@ static char  ngx_http_juki_script_top[] =
     "  return now\n"
     "end\n";
 
+/*
+ * an operator's sets, stops and fired marks use its id in lower case, as
+ * the gateway's stop key does: "Insider" and "insider" are one operator
+ */
+
 static char  ngx_http_juki_script_fire[] =
     "local function fire(i, r, c)\n"
     "  local w = r[3] / 1000\n"
-    "  local a = {time = math.floor(clock() / 1000), node = ARGV[11],\n"
-    "    agency = A, rule = r[1], count = c, threshold = r[2],\n"
+    "  local a = {time = math.floor(clock() / 1000), node = ARGV[8],\n"
+    "    agency = A, rule = r[1], per = r[6], count = c, threshold = r[2],\n"
     "    window_s = w, action = r[4], dry_run = r[5]}\n"
-    "  if r[1] == 'distinct_subjects' then a.operator = O end\n"
+    "  if r[6] == 'operator' then a.operator = O end\n"
     "  if not r[5] then\n"
     "    local why = 'anomaly ' .. r[1] .. ': ' .. c .. ' > ' .. r[2]\n"
     "      .. ' in ' .. w .. 's'\n"
     "    if r[4] == 'stop_operator' then\n"
-    "      redis.call('SET', 'juki:{' .. A .. '}:stop:op:' .. O, why)\n"
+    "      local k = 'juki:{' .. A .. '}:stop:op:' .. string.lower(O)\n"
+    "      redis.call('SET', k, why)\n"
     "    elseif r[4] == 'stop_agency' then\n"
     "      redis.call('SET', 'juki:{' .. A .. '}:stop', why)\n"
     "    end\n"
@@ -66,7 +75,7 @@ static char  ngx_http_juki_script_fire[] =
     "end\n"
     "local function once(i, r)\n"
     "  local k = 'juki:{' .. A .. '}:fired:' .. i\n"
-    "  if r[1] == 'distinct_subjects' then k = k .. ':' .. O end\n"
+    "  if r[6] == 'operator' then k = k .. ':' .. string.lower(O) end\n"
     "  return redis.call('SET', k, 1, 'NX', 'PX', r[3])\n"
     "end\n";
 
@@ -92,15 +101,15 @@ static char  ngx_http_juki_script_denied[] =
     "end\n";
 
 /*
- * distinct residents per operator, exact: a sorted set of pseudonym
- * prefixes scored by when they were last looked up.  A resident looked
- * up again is only re-scored once RES ms have passed, so repeated lookups
- * cost a read and write nothing to the AOF.
+ * distinct residents per operator (juki:{A}:seen:o) or per agency
+ * (juki:{A}:seen), exact: a sorted set of pseudonym prefixes scored by
+ * when they were last looked up.  A resident looked up again is only
+ * re-scored once RES ms have passed, so repeated lookups cost a read and
+ * write nothing to the AOF.
  */
 
 static char  ngx_http_juki_script_looked_up[] =
-    "local function looked_up()\n"
-    "  local z = 'juki:{' .. A .. '}:seen:' .. O\n"
+    "local function looked_up(z, per)\n"
     "  local m = string.sub(S, 1, 16)\n"
     "  local t = math.floor(clock() / 1000)\n"
     "  local last = redis.call('ZSCORE', z, m)\n"
@@ -115,7 +124,7 @@ static char  ngx_http_juki_script_looked_up[] =
     "  redis.call('ZREMRANGEBYSCORE', z, '-inf', '(' .. (t - WMAX))\n"
     "  redis.call('PEXPIRE', z, WMAX)\n"
     "  for i, r in ipairs(R) do\n"
-    "    if r[1] == 'distinct_subjects' then\n"
+    "    if r[1] == 'distinct_subjects' and r[6] == per then\n"
     "      local c = redis.call('ZCOUNT', z, '(' .. (t - r[3]), '+inf')\n"
     "      if c > r[2] and once(i, r) then fire(i, r, c) end\n"
     "    end\n"
@@ -123,13 +132,13 @@ static char  ngx_http_juki_script_looked_up[] =
     "end\n";
 
 static char  ngx_http_juki_script_rec[] =
-    "local function rec(d, m)\n"
-    "  redis.call('XADD', KEYS[#KEYS], '*', 'id', ARGV[9], 'ts', ARGV[10],\n"
-    "    'node', ARGV[11], 'writer', ARGV[12], 'seq', ARGV[13],\n"
-    "    'kid', ARGV[14], 'agency', A, 'kind', ARGV[16],\n"
-    "    'cert', ARGV[17], 'operator', O, 'purpose', ARGV[19],\n"
-    "    'subject', S, 'method', ARGV[21], 'uri', ARGV[22],\n"
-    "    'decision', d, 'prev', ARGV[23], 'mac', ARGV[24], 'dmac', m)\n";
+    "local function rec(d)\n"
+    "  redis.call('XADD', KEYS[#KEYS], '*', 'id', ARGV[6], 'ts', ARGV[7],\n"
+    "    'node', ARGV[8], 'writer', ARGV[9], 'seq', ARGV[10],\n"
+    "    'kid', ARGV[11], 'agency', A, 'kind', ARGV[13],\n"
+    "    'cert', ARGV[14], 'operator', O, 'purpose', ARGV[16],\n"
+    "    'subject', S, 'method', ARGV[18], 'uri', ARGV[19],\n"
+    "    'decision', d, 'prev', ARGV[20], 'mac', ARGV[21])\n";
 
 static char  ngx_http_juki_script_rec_denied[] =
     "  if d ~= 'allow' and A ~= '' then denied() end\n";
@@ -140,36 +149,41 @@ static char  ngx_http_juki_script_main[] =
     "  if fired then t[#t + 1] = fired[1] t[#t + 1] = fired[2] end\n"
     "  return t\n"
     "end\n"
-    "if ARGV[1] ~= '' then rec(ARGV[1], ARGV[2]) return out({3}) end\n"
+    "if ARGV[1] ~= '' then rec(ARGV[1]) return out({3}) end\n"
     "if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then\n"
-    "  rec('deny:stopped', ARGV[3]) return out({1})\n"
+    "  rec('deny:stopped') return out({1})\n"
     "end\n"
-    "local t1, t2 = tonumber(ARGV[5]), tonumber(ARGV[7])\n"
+    "local t1, t2 = tonumber(ARGV[2]), tonumber(ARGV[4])\n"
     "if t1 > 0 or t2 > 0 then\n"
     "  local n = clock()\n"
-    "  local tat = redis.call('HMGET', KEYS[4], '_', ARGV[19])\n"
+    "  local tat = redis.call('HMGET', KEYS[4], '_', ARGV[16])\n"
     "  local a = math.max(tonumber(tat[1]) or 0, n)\n"
     "  local p = math.max(tonumber(tat[2]) or 0, n)\n"
     "  local w1, w2 = 0, 0\n"
-    "  if t1 > 0 then w1 = a - tonumber(ARGV[6]) - n end\n"
-    "  if t2 > 0 then w2 = p - tonumber(ARGV[8]) - n end\n"
+    "  if t1 > 0 then w1 = a - tonumber(ARGV[3]) - n end\n"
+    "  if t2 > 0 then w2 = p - tonumber(ARGV[5]) - n end\n"
     "  if w1 > 0 or w2 > 0 then\n"
-    "    rec('deny:rate_limited', ARGV[4])\n"
+    "    rec('deny:rate_limited')\n"
     "    if w1 >= w2 then return out({2, w1, 1}) end\n"
     "    return out({2, w2, 2})\n"
     "  end\n"
     "  if t1 == 0 then\n"
-    "    redis.call('HSET', KEYS[4], ARGV[19], p + t2)\n"
+    "    redis.call('HSET', KEYS[4], ARGV[16], p + t2)\n"
     "  elseif t2 == 0 then\n"
     "    redis.call('HSET', KEYS[4], '_', a + t1)\n"
     "  else\n"
-    "    redis.call('HSET', KEYS[4], '_', a + t1, ARGV[19], p + t2)\n"
+    "    redis.call('HSET', KEYS[4], '_', a + t1, ARGV[16], p + t2)\n"
     "  end\n"
     "end\n"
-    "rec('allow', ARGV[2])\n";
+    "rec('allow')\n";
 
-static char  ngx_http_juki_script_main_looked_up[] =
-    "if S ~= '' then looked_up() end\n";
+static char  ngx_http_juki_script_main_per_operator[] =
+    "if S ~= '' then\n"
+    "  looked_up('juki:{' .. A .. '}:seen:' .. string.lower(O), 'operator')\n"
+    "end\n";
+
+static char  ngx_http_juki_script_main_per_agency[] =
+    "if S ~= '' then looked_up('juki:{' .. A .. '}:seen', 'agency') end\n";
 
 static char  ngx_http_juki_script_end[] =
     "return out({0})\n";
@@ -183,6 +197,10 @@ static char *ngx_http_juki_action_names[] = {
     "", "stop_operator", "stop_agency", "alert"
 };
 
+static char *ngx_http_juki_per_names[] = {
+    "", "operator", "agency"
+};
+
 
 /* the rules as Lua constants, the parts they need, then its SHA-1 */
 
@@ -191,19 +209,26 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
 {
     u_char                   *p, raw[EVP_MAX_MD_SIZE];
     size_t                    len;
-    ngx_uint_t                i, distinct, denials;
+    ngx_uint_t                i, per_operator, per_agency, denials;
     ngx_msec_t                wmax;
     unsigned int              n;
     ngx_http_juki_anomaly_t  *rule;
 
     rule = jmcf->anomalies.elts;
-    distinct = 0;
+    per_operator = 0;
+    per_agency = 0;
     denials = 0;
     wmax = 0;
 
     for (i = 0; i < jmcf->anomalies.nelts; i++) {
         if (rule[i].type == NGX_HTTP_JUKI_RULE_DISTINCT) {
-            distinct = 1;
+            if (rule[i].per == NGX_HTTP_JUKI_PER_AGENCY) {
+                per_agency = 1;
+
+            } else {
+                per_operator = 1;
+            }
+
             wmax = ngx_max(wmax, rule[i].window);
 
         } else {
@@ -212,8 +237,8 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
     }
 
     len = sizeof("local R = {\n}\nlocal WMAX, RES = , \n") + 2 * NGX_INT_T_LEN
-          + jmcf->anomalies.nelts * (sizeof("  {'', , , '', false},\n")
-                                     + 2 * NGX_INT_T_LEN + 32)
+          + jmcf->anomalies.nelts * (sizeof("  {'', , , '', false, ''},\n")
+                                     + 2 * NGX_INT_T_LEN + 40)
           + sizeof(ngx_http_juki_script_top)
           + sizeof(ngx_http_juki_script_fire)
           + sizeof(ngx_http_juki_script_denied)
@@ -221,7 +246,8 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
           + sizeof(ngx_http_juki_script_rec)
           + sizeof(ngx_http_juki_script_rec_denied)
           + sizeof(ngx_http_juki_script_main)
-          + sizeof(ngx_http_juki_script_main_looked_up)
+          + sizeof(ngx_http_juki_script_main_per_operator)
+          + sizeof(ngx_http_juki_script_main_per_agency)
           + sizeof(ngx_http_juki_script_end);
 
     jmcf->script.data = ngx_pnalloc(cf->pool, len);
@@ -235,11 +261,12 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
         p = ngx_cpymem(p, "local R = {\n", 12);
 
         for (i = 0; i < jmcf->anomalies.nelts; i++) {
-            p = ngx_sprintf(p, "  {'%s', %ui, %M, '%s', %s},\n",
+            p = ngx_sprintf(p, "  {'%s', %ui, %M, '%s', %s, '%s'},\n",
                             ngx_http_juki_rule_names[rule[i].type],
                             rule[i].threshold, rule[i].window,
                             ngx_http_juki_action_names[rule[i].action],
-                            rule[i].dry_run ? "true" : "false");
+                            rule[i].dry_run ? "true" : "false",
+                            ngx_http_juki_per_names[rule[i].per]);
         }
 
         /* a repeated lookup re-scores its resident at 1/60 window steps */
@@ -261,7 +288,7 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
                        sizeof(ngx_http_juki_script_denied) - 1);
     }
 
-    if (distinct) {
+    if (per_operator || per_agency) {
         p = ngx_cpymem(p, ngx_http_juki_script_looked_up,
                        sizeof(ngx_http_juki_script_looked_up) - 1);
     }
@@ -277,9 +304,14 @@ ngx_http_juki_script_build(ngx_conf_t *cf, ngx_http_juki_main_conf_t *jmcf)
     p = ngx_cpymem(p, ngx_http_juki_script_main,
                    sizeof(ngx_http_juki_script_main) - 1);
 
-    if (distinct) {
-        p = ngx_cpymem(p, ngx_http_juki_script_main_looked_up,
-                       sizeof(ngx_http_juki_script_main_looked_up) - 1);
+    if (per_operator) {
+        p = ngx_cpymem(p, ngx_http_juki_script_main_per_operator,
+                       sizeof(ngx_http_juki_script_main_per_operator) - 1);
+    }
+
+    if (per_agency) {
+        p = ngx_cpymem(p, ngx_http_juki_script_main_per_agency,
+                       sizeof(ngx_http_juki_script_main_per_agency) - 1);
     }
 
     p = ngx_cpymem(p, ngx_http_juki_script_end,
