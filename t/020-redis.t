@@ -59,7 +59,7 @@ is($r->{subject}, JukiTest::pseudonym('11122233344'),
    'subject is the keyed pseudonym');
 is($r->{method}, 'GET', 'method');
 is($r->{uri}, '/v1/residents/', 'uri without the query');
-ok(check_record($r), 'mac and dmac verify');
+ok(check_record($r), 'its mac verifies (A2, bound to "redis")');
 
 my ($done) = grep { ($_->{phase} // '') eq 'done' && $_->{id} eq $r->{id} }
              @all;

@@ -8,7 +8,8 @@
 # is the number of requests the backend must see during the block and the
 # decisions of the audit records the block must add ("none": the request
 # never reaches the module -- NGINX refuses it first, in the test client's
-# NGINX or in the gateway's).  The preprocessor gives every block an init
+# NGINX or in the gateway's; NGINX's own certificate refusals are recorded
+# from the log phase).  The preprocessor gives every block an init
 # that takes a snapshot of the trail and of the backend's log (a second
 # access log outside the servroot, see JukiTest::http_config_ext), and the
 # checks after run_tests() compare consecutive snapshots, so they hold in
@@ -91,7 +92,7 @@ is(scalar @outside, 0, 'the backend never saw a request outside the scope')
 my @done = grep { ($_->{phase} // '') eq 'done' } audit_records();
 is(scalar @done, $total{allow} // 0, 'one completion record per allowed request');
 ok((!grep { !check_record($_) } grep { !exists $_->{phase} } audit_records()),
-   'every audit record of the file verifies (mac, dmac)');
+   'every audit record of the file verifies (A2 mac)');
 
 __DATA__
 
@@ -598,7 +599,7 @@ Juki-Operator: op-1
 
 
 
-=== TEST 47: an expired CRL: NGINX refuses every client certificate (400) before the module [backend 0; trail none]
+=== TEST 47: an expired CRL: NGINX refuses every client certificate (400) before the module, which records it from the log phase [backend 0; trail deny:unverified_certificate deny:unverified_certificate]
 --- http_config eval
 JukiTest::http_config_ext(crl => 'crl-expired.pem')
 --- request eval
@@ -615,7 +616,7 @@ CRL has expired
 
 
 
-=== TEST 48: an expired CRL is not relaxed by ssl_verify_client optional_no_ca: NGINX's 400 before the module [backend 0; trail none]
+=== TEST 48: an expired CRL is not relaxed by ssl_verify_client optional_no_ca: NGINX's 400 before the module, recorded [backend 0; trail deny:unverified_certificate]
 --- http_config eval
 JukiTest::http_config_ext(crl => 'crl-expired.pem')
 --- request

@@ -57,7 +57,7 @@ sub redis_flush { redis('FLUSHALL'); }
 # between blocks: lift every stop switch and forget every rate limit, but
 # keep the trail
 sub redis_reset {
-    for my $pattern ('juki:*stop*', 'juki:*:rl*', 'juki:*:seen:*',
+    for my $pattern ('juki:*stop*', 'juki:*:rl*', 'juki:*:seen*',
                      'juki:*:fired:*', 'juki:*:denials:*')
     {
         my @keys = grep { length } redis_raw('--scan', '--pattern', $pattern);
@@ -123,23 +123,36 @@ sub jukictl {
     return ($? >> 8, $out);
 }
 
-# an audit record's mac and dmac, recomputed from the key file
-sub check_record {
-    my $r = shift;
+# the decisions Redis takes; every other one is the gateway's
+our %REDIS_DECIDES = map { $_ => 1 } qw(allow deny:stopped deny:rate_limited);
+our %GATEWAY_DECIDES = map { ("deny:$_" => 1) } qw(unverified_certificate
+    unknown_agency bad_request bad_purpose bad_operator purpose_not_permitted
+    resident_code_forbidden);
+
+sub kmac {
     require Digest::SHA;
     open(my $fh, '<:raw', juki_env('TEST_NGINX_AUDIT_KEY')) or die $!;
     local $/;
     my $raw = <$fh>;
     close $fh;
-    my $kmac = Digest::SHA::hmac_sha256('juki-chain-v1', $raw);
-    my $ns = sub { length($_[0]) . ':' . $_[0] . ',' };
-    my $m = 'A1' . join '', map { $ns->($r->{$_}) }
+    return Digest::SHA::hmac_sha256('juki-chain-v1', $raw);
+}
+
+sub ns { length($_[0] // '') . ':' . ($_[0] // '') . ',' }
+
+# an A2 audit record's mac, recomputed from the key file: it binds the
+# decision when the gateway took it, "redis" when Redis did (docs/audit.md)
+sub check_record {
+    my $r = shift;
+    require Digest::SHA;
+    my $d = $r->{decision} // return 0;
+    my $bound = $GATEWAY_DECIDES{$d} ? $d : $REDIS_DECIDES{$d} ? 'redis'
+                                                                : return 0;
+    return 0 if exists $r->{dmac} || exists $r->{phase};
+    my $m = 'A2' . join('', map { ns($r->{$_}) }
         qw(id ts node writer seq kid agency kind cert operator purpose
-           subject method uri prev);
-    my $mac = Digest::SHA::hmac_sha256_hex($m, $kmac);
-    my $dmac = Digest::SHA::hmac_sha256_hex('D1' . $ns->($mac)
-                                            . $ns->($r->{decision}), $kmac);
-    return $mac eq $r->{mac} && $dmac eq $r->{dmac};
+           subject method uri prev)) . ns($bound);
+    return Digest::SHA::hmac_sha256_hex($m, kmac()) eq ($r->{mac} // '');
 }
 
 sub pseudonym {
@@ -531,6 +544,90 @@ sub redis3 {
     my $dir = redis3_dir();
     my $out = `redis-cli -s $dir/redis.sock -a ops-secret --no-auth-warning @args 2>&1`;
     return $out;
+}
+
+# ---- the trail's decision binding (t/080-trail.t, t/085-flood.t)
+
+# a C2 completion record's mac
+sub check_completion {
+    my $c = shift;
+    require Digest::SHA;
+    return 0 unless ($c->{phase} // '') eq 'done';
+    my $m = 'C2' . join '', map { ns($c->{$_}) }
+        qw(id phase ts node writer seq kid decision status bytes upstream_ms
+           prev);
+    return Digest::SHA::hmac_sha256_hex($m, kmac()) eq ($c->{mac} // '');
+}
+
+# an S1 summary record's mac
+sub check_summary {
+    my $s = shift;
+    require Digest::SHA;
+    return 0 unless ($s->{phase} // '') eq 'summary';
+    my $m = 'S1' . join '', map { ns($s->{$_}) }
+        qw(id phase ts node writer seq kid cause second recorded suppressed
+           prev);
+    return Digest::SHA::hmac_sha256_hex($m, kmac()) eq ($s->{mac} // '');
+}
+
+# The rules of docs/audit.md over RECORDS (audit_records()): every audit,
+# completion and summary mac verifies; every completion names an audit
+# record of its own stream that Redis decided, with the same decision; at
+# most one completion per audit id; each writer's chain is whole from seq
+# 1 (control records are checked for their chain only).  Returns the list of
+# problems found and the number of Redis-decided records left unconfirmed.
+sub trail_problems {
+    my @records = @_;
+    my (@bad, %audit, %done);
+    for my $r (@records) {
+        my $ph = $r->{phase} // '';
+        if ($ph eq '') {
+            push @bad, "$r->{_stream} $r->{id}: audit mac (entry $r->{_id})"
+                unless check_record($r);
+            $audit{"$r->{_stream} $r->{id}"} = $r;
+        } elsif ($ph eq 'done') {
+            push @bad, "$r->{_stream} $r->{id}: completion mac (entry $r->{_id})"
+                unless check_completion($r);
+        } elsif ($ph eq 'summary') {
+            push @bad, "$r->{_stream} $r->{id}: summary mac (entry $r->{_id})"
+                unless check_summary($r);
+        }
+    }
+    for my $c (grep { ($_->{phase} // '') eq 'done' } @records) {
+        my $key = "$c->{_stream} $c->{id}";
+        my $a = $audit{$key};
+        if (!$a) {
+            push @bad, "$key: completion of no audit record of its stream";
+        } elsif (!$REDIS_DECIDES{$a->{decision}}) {
+            push @bad, "$key: completion of a decision the gateway took";
+        } elsif ($a->{decision} ne ($c->{decision} // '')) {
+            push @bad, "$key: decision $a->{decision}, completion says "
+                       . ($c->{decision} // '');
+        }
+        push @bad, "$key: second completion" if $done{$key}++;
+    }
+    # each writer's chain: seq 1, 2, 3 ... and prev = the previous mac
+    my %writer;
+    push @{$writer{$_->{writer} // ''}}, $_ for @records;
+    for my $w (sort keys %writer) {
+        my @c = sort { $a->{seq} <=> $b->{seq} } @{$writer{$w}};
+        my $prev = '';
+        for my $i (0 .. $#c) {
+            if ($c[$i]{seq} != $i + 1) {
+                push @bad, "writer $w: seq gap before seq $c[$i]{seq}";
+                last;
+            }
+            if (($c[$i]{prev} // '') ne $prev) {
+                push @bad, "writer $w seq $c[$i]{seq}: prev mismatch";
+                last;
+            }
+            $prev = $c[$i]{mac} // '';
+        }
+    }
+    my $unconfirmed = grep { $REDIS_DECIDES{$_->{decision}}
+                             && !$done{"$_->{_stream} $_->{id}"} }
+                      values %audit;
+    return (\@bad, $unconfirmed);
 }
 
 1;
