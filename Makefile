@@ -11,7 +11,7 @@ MODULE_CFLAGS := -O2 -g -Wall -Wextra -Werror -fstack-protector-strong \
                  -D_FORTIFY_SOURCE=2
 
 .PHONY: all deps module jukictl test test-valgrind test-hup run stop \
-        bench faults invariant fuzz fuzz-ci clean
+        bench bench-flood faults invariant fuzz fuzz-ci clean
 
 all: module jukictl
 
@@ -60,6 +60,12 @@ stop:
 bench: module
 	@scripts/deps.sh bench
 	JUKI_MODULE=$(MODULE) bench/run.sh
+
+# refusals from an unmapped certificate flood the gateway while an agency's
+# traffic runs: the agency's served rate and the records the flood added
+bench-flood: module
+	@scripts/deps.sh bench
+	JUKI_MODULE=$(MODULE) bench/flood.sh
 
 faults: module
 	@scripts/deps.sh bench

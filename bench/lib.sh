@@ -33,7 +33,8 @@ B_OPERATOR=op-bench-1
 B_AGENCY=bench-agency
 B_PIN=${BENCH_PIN:-0}
 # BENCH_GATEWAY_EXTRA: more http-level directives for the gateway, e.g. the
-# anomaly rules, to measure what they cost (bench/anomaly.sh)
+# anomaly rules, to measure what they cost (bench/anomaly.sh);
+# BENCH_CLIENT_EXTRA: the same for the client (bench/flood.sh's second client)
 B_DIR=
 B_STARTED=()
 
@@ -154,6 +155,7 @@ $(b_temp_paths client)
     proxy_ssl_protocols TLSv1.2 TLSv1.3;
     server { listen 127.0.0.1:$P_CA; location / { proxy_pass https://gw_a; } }
     server { listen 127.0.0.1:$P_CB; location / { proxy_pass https://gw_b; } }
+    ${BENCH_CLIENT_EXTRA:-}
 }
 EOF
     } >"$B_DIR/client/nginx.conf"
@@ -395,7 +397,9 @@ b_lines() { local n; n=$(wc -l <"$1" 2>/dev/null) || n=0; echo "${n:-0}"; }
 
 # --- audit records ----------------------------------------------------------------------------
 
-# Counts, in chunks (Redis is never blocked long), the entries of one stream after a cursor.
+# Counts, in chunks (Redis is never blocked long), the entries of one stream after a cursor:
+# audit records by decision and completion records (which carry a decision too, C2);
+# summaries and control records are not counted.
 B_COUNT_LUA='
 local r = redis.call("XRANGE", KEYS[1], ARGV[1], "+", "COUNT", tonumber(ARGV[2]))
 local allow, deny, done = 0, 0, 0
@@ -405,9 +409,10 @@ for _, e in ipairs(r) do
   for i = 1, #f, 2 do
     if f[i] == "decision" then d = f[i + 1] elseif f[i] == "phase" then ph = f[i + 1] end
   end
-  if d == "allow" then allow = allow + 1
-  elseif d then deny = deny + 1
-  elseif ph == "done" then done = done + 1 end
+  if ph == "done" then done = done + 1
+  elseif ph then
+  elseif d == "allow" then allow = allow + 1
+  elseif d then deny = deny + 1 end
 end
 local last = ""
 if #r > 0 then last = r[#r][1] end
