@@ -120,8 +120,12 @@ my %decisions;
 $decisions{$_->{decision}}++ for @records;
 
 is($decisions{'allow'}, 4, 'allowed requests audited');
-is($decisions{'deny:unverified_certificate'}, 3,
+is(scalar(grep { $_->{decision} eq 'deny:unverified_certificate'
+                 && $_->{uri} ne '' } @records), 3,
    'certificates verified by another server block refused and audited');
+is(scalar(grep { $_->{decision} eq 'deny:unverified_certificate'
+                 && $_->{uri} eq '' } @records), 2,
+   'and those NGINX refused itself (TEST 4, 8), from the log phase');
 is($decisions{'deny:unknown_agency'}, 2,
    'unmapped certificates and case-differing subjects audited');
 ok((grep { $_->{agency} eq 'shibuya-city' && $_->{decision} eq 'allow' }

@@ -318,7 +318,7 @@ Juki-Operator: op-mirror
 --- error_code eval
 [200, 200, 200]
 --- error_log
-a subrequest is neither decided nor audited
+subrequest to "/v1/mirror" refused
 
 
 
