@@ -123,7 +123,11 @@ is(scalar @$bad, 0, 'the trail follows every rule of docs/audit.md')
     is($total, $FLOOD, "records and summaries count all $FLOOD refusals");
     ok(@$own <= 10 * keys %secs, scalar(@$own) . ' records of their own: '
        . 'at most the budget (10) per second of the flood');
-    ok(@$own < $FLOOD / 3, 'the trail grew by far less than the flood');
+    SKIP: {
+        skip('under valgrind the flood is too slow to outrun the budget', 1)
+            if $ENV{TEST_NGINX_USE_VALGRIND};
+        ok(@$own < $FLOOD / 3, 'the trail grew by far less than the flood');
+    }
     ok(@$sum >= 1, scalar(@$sum) . ' summary records');
     is(scalar(grep { $_->{recorded} == 10 && $_->{suppressed} > 0 } @$sum),
        scalar @$sum, 'each summary: 10 recorded one by one, the rest counted');
