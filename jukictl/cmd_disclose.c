@@ -2,14 +2,23 @@
  * jukictl disclose: which agency looked at one resident's record, when,
  * and for which purpose.
  *
- * The resident code is turned into its pseudonym under every key given
- * (docs/audit.md: lower-hex(HMAC-SHA256(k_sub, code))), then wiped; it
- * is never printed.  Operator ids are withheld.  Memory grows with the
- * number of matching records only.
+ * The resident code is read from standard input, never from the command
+ * line (it would show in the process list), turned into its pseudonym
+ * under every key given (docs/audit.md: lower-hex(HMAC-SHA256(k_sub,
+ * code))), then wiped; it is never printed.  Operator ids are withheld.
+ *
+ * Each matching audit record is checked (jk_rec_check()) before it is
+ * listed: one that fails is named on stderr, left out, and the exit
+ * status is 1.  A decision Redis made is "confirmed" only by a valid
+ * completion record of the same stream with the same decision; one that
+ * disagrees is a failure, none at all leaves it listed as unconfirmed.
+ * Memory grows with the number of matching records only.
  */
 
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -26,7 +35,26 @@ typedef struct {
     char        *agency;    /* one allocation: agency\0purpose\0decision */
     char        *purpose;
     char        *decision;
+    unsigned     confirmed:1;
+    unsigned     failed:1;
 } jk_access_t;
+
+
+typedef struct {
+    jk_access_t     *list;
+    size_t           n;
+    size_t           cap;
+    size_t           shown;
+    size_t           unconfirmed;
+    jk_ht_t          awaiting;  /* audit id -> index + 1 in list */
+    jk_ht_t          purposes;
+    jk_problems_t    prob;
+    jk_checker_t     ck;
+    jk_keyring_t     kr;
+    jk_rec_t         rec;
+    char             pseudo[JK_MAX_KEYS][65];
+    int              nk;
+} jk_disclose_t;
 
 
 static int
@@ -46,70 +74,84 @@ jk_access_cmp(const void *a, const void *b)
 }
 
 
+/*
+ * The first line of standard input; on a terminal with a prompt and no
+ * echo.  A code given on the command line is refused.
+ */
+
 static int
 jk_read_code(const jk_opts_t *o, char *code, size_t size)
 {
-    size_t  n;
+    int             tty, rc = JK_OK;
+    size_t          n;
+    struct termios  t, saved;
 
-    if (o->resident_code == NULL) {
-        return jk_usage_err("disclose needs --resident-code CODE");
+    if (o->resident_code && strcmp(o->resident_code, "-") != 0) {
+        return jk_usage_err("a resident code on the command line shows in"
+                            " the process list; give it on standard input"
+                            " (--resident-code - or no --resident-code)");
     }
 
-    if (strcmp(o->resident_code, "-") == 0) {
-        if (fgets(code, (int) size, stdin) == NULL) {
-            return jk_usage_err("no resident code on standard input");
-        }
+    tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
 
-        n = strcspn(code, "\r\n");
-        if (code[n] == '\0' && n == size - 1) {
-            return jk_usage_err("resident code too long");
-        }
-        code[n] = '\0';
-
-    } else {
-        n = strlen(o->resident_code);
-        if (n >= size) {
-            return jk_usage_err("resident code too long");
-        }
-        memcpy(code, o->resident_code, n + 1);
+    if (tty) {
+        fputs("resident code: ", stderr);
+        fflush(stderr);
+        t = saved;
+        t.c_lflag &= ~(tcflag_t) ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
     }
+
+    if (fgets(code, (int) size, stdin) == NULL) {
+        rc = jk_usage_err("no resident code on standard input");
+        goto done;
+    }
+
+    n = strcspn(code, "\r\n");
+    if (code[n] == '\0' && n == size - 1) {
+        rc = jk_usage_err("resident code too long (at most %d bytes)",
+                          JK_CODE_MAX);
+        goto done;
+    }
+    code[n] = '\0';
 
     if (code[0] == '\0') {
-        return jk_usage_err("empty resident code");
+        rc = jk_usage_err("empty resident code");
     }
 
-    return JK_OK;
+done:
+
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        fputc('\n', stderr);
+    }
+
+    return rc;
 }
 
 
 static int
-jk_access_add(jk_access_t **list, size_t *n, size_t *cap, const jk_rec_t *r)
+jk_access_add(jk_disclose_t *d, const jk_rec_t *r)
 {
     size_t           len;
-    uint64_t         ts;
     jk_access_t     *a, *p;
-    const jk_str_t  *ag, *pu, *de, *t;
+    const jk_str_t  *ag, *pu, *de;
 
     ag = &r->val[JK_A_AGENCY];
     pu = &r->val[JK_A_PURPOSE];
     de = &r->val[JK_A_DECISION];
-    t = &r->val[JK_A_TS];
 
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        p = realloc(*list, *cap * sizeof(jk_access_t));
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 64;
+        p = realloc(d->list, d->cap * sizeof(jk_access_t));
         if (p == NULL) {
             jk_err("out of memory");
             return -1;
         }
-        *list = p;
+        d->list = p;
     }
 
-    a = &(*list)[*n];
-
-    if (jk_parse_u64(t->p, t->len, &ts) != 0) {
-        ts = r->ms;         /* fall back to the stream entry time */
-    }
+    a = &d->list[d->n];
 
     len = ag->len + pu->len + de->len + 3;
     a->agency = malloc(len);
@@ -118,9 +160,11 @@ jk_access_add(jk_access_t **list, size_t *n, size_t *cap, const jk_rec_t *r)
         return -1;
     }
 
-    a->ts = ts;
+    a->ts = r->ts;
     a->ms = r->ms;
     a->sq = r->sq;
+    a->confirmed = (r->dec == JK_DEC_GATEWAY);
+    a->failed = 0;
     memcpy(a->agency, ag->p, ag->len);
     a->agency[ag->len] = '\0';
     a->purpose = a->agency + ag->len + 1;
@@ -130,9 +174,165 @@ jk_access_add(jk_access_t **list, size_t *n, size_t *cap, const jk_rec_t *r)
     memcpy(a->decision, de->p, de->len);
     a->decision[de->len] = '\0';
 
-    (*n)++;
+    d->n++;
 
     return 0;
+}
+
+
+/* an audit record: listed when it is about the resident and verifies */
+
+static int
+jk_disclose_audit(jk_disclose_t *d, const char *stream)
+{
+    int              k;
+    jk_rec_t        *r = &d->rec;
+    jk_hent_t       *e;
+    const char      *what;
+    const jk_str_t  *sub, *id;
+
+    sub = &r->val[JK_A_SUBJECT];
+    if (sub->len != 64) {
+        return 0;
+    }
+
+    for (k = 0; k < d->nk; k++) {
+        if (memcmp(sub->p, d->pseudo[k], 64) == 0) {
+            break;
+        }
+    }
+
+    if (k == d->nk) {
+        return 0;
+    }
+
+    what = jk_rec_check(&d->ck, r, stream);
+    if (what) {
+        jk_problem(&d->prob, stream, r, what);
+        return 0;
+    }
+
+    if (jk_access_add(d, r) != 0) {
+        return -1;
+    }
+
+    if (r->dec == JK_DEC_REDIS) {
+        id = &r->val[JK_F_ID];
+
+        e = jk_ht_get(&d->awaiting, id->p, id->len);
+        if (e == NULL) {
+            return -1;
+        }
+
+        e->n = d->n;
+    }
+
+    return 0;
+}
+
+
+/* a completion: confirms an access listed, or shows it was altered */
+
+static int
+jk_disclose_done(jk_disclose_t *d, const char *stream)
+{
+    char             what[200];
+    jk_rec_t        *r = &d->rec;
+    jk_hent_t       *e;
+    jk_access_t     *a;
+    const char      *bad;
+    const jk_str_t  *id;
+
+    id = jk_rec_get(r, "id");
+    if (id == NULL) {
+        return 0;
+    }
+
+    e = jk_ht_find(&d->awaiting, id->p, id->len);
+    if (e == NULL) {
+        return 0;
+    }
+
+    a = &d->list[e->n - 1];
+    jk_ht_del(&d->awaiting, e);
+
+    bad = jk_rec_check(&d->ck, r, stream);
+    if (bad) {
+        jk_problem(&d->prob, stream, r, bad);
+        return 0;       /* the access stays unconfirmed */
+    }
+
+    if (!jk_str_eq(&r->val[JK_D_DECISION], a->decision)) {
+        snprintf(what, sizeof(what), "completion says %s, its audit record"
+                 " %s says %s",
+                 jk_safe(r->val[JK_D_DECISION].p, r->val[JK_D_DECISION].len),
+                 jk_safe(id->p, id->len),
+                 jk_safe(a->decision, strlen(a->decision)));
+        jk_problem(&d->prob, stream, r, what);
+        a->failed = 1;
+        return 0;
+    }
+
+    a->confirmed = 1;
+
+    return 0;
+}
+
+
+static int
+jk_disclose_stream(jk_disclose_t *d, redisContext *c, const jk_stream_t *st,
+    uint64_t from_ms, uint64_t to_ms)
+{
+    int                r;
+    uint64_t           end;
+    jk_xiter_t         it;
+    const char        *what;
+    const redisReply  *entry;
+
+    what = jk_stream_check(&d->ck, st);
+    if (what) {
+        jk_problem_stream(&d->prob, st, what);
+    }
+
+    end = to_ms > UINT64_MAX - JK_CONFIRM_LOOKAHEAD
+          ? UINT64_MAX : to_ms + JK_CONFIRM_LOOKAHEAD;
+
+    jk_xiter_init(&it, c, st->name, from_ms, end, 1000);
+    jk_xiter_end(&it, st->last_ms, st->last_sq);
+
+    while ((r = jk_xiter_next(&it, &entry)) == 1) {
+        r = 0;
+
+        if (jk_rec_parse(entry, &d->rec) != 0) {
+            continue;       /* cannot be about anyone */
+        }
+
+        if (d->rec.ms > to_ms && d->awaiting.count == 0) {
+            break;
+        }
+
+        if (d->rec.type == JK_REC_AUDIT && d->rec.ms <= to_ms) {
+            r = jk_disclose_audit(d, st->name);
+
+        } else if (d->rec.type == JK_REC_DONE) {
+            r = jk_disclose_done(d, st->name);
+        }
+
+        if (r != 0) {
+            break;
+        }
+    }
+
+    jk_xiter_free(&it);
+
+    /* what is still awaited stays unconfirmed */
+    jk_ht_free(&d->awaiting, NULL);
+
+    if (r != 0) {
+        return -1;
+    }
+
+    return jk_ht_init(&d->awaiting, 64);
 }
 
 
@@ -153,21 +353,29 @@ jk_statute(jk_ht_t *purposes, const char *purpose, size_t *len)
 
 
 static void
-jk_disclose_out(const jk_opts_t *o, const char *format, jk_access_t *list,
-    size_t n, jk_ht_t *purposes)
+jk_disclose_out(const jk_opts_t *o, const char *format, jk_disclose_t *d)
 {
-    size_t       i, slen = 0;
-    char         when[40];
-    const char  *st;
+    size_t        i, k, slen = 0;
+    char          when[40];
+    const char   *st;
+    jk_access_t  *a;
 
     if (strcmp(format, "md") == 0) {
         printf("# Record of access to your resident registry"
                " information\n\n");
-        printf("- Period: %s to %s (UTC)\n", o->from ? o->from : "beginning",
-               o->to ? o->to : "now");
-        printf("- Requests about you: %zu\n\n", n);
+        printf("- Period: %s to %s (UTC)\n",
+               o->from ? jk_safe(o->from, strlen(o->from)) : "beginning",
+               o->to ? jk_safe(o->to, strlen(o->to)) : "now");
+        printf("- Requests about you: %zu\n", d->shown);
 
-        if (n == 0) {
+        if (d->prob.n) {
+            printf("- **Records that failed verification, not listed:"
+                   " %llu**\n", (unsigned long long) d->prob.n);
+        }
+
+        putchar('\n');
+
+        if (d->shown == 0) {
             printf("No request about you was recorded in this period.\n");
             return;
         }
@@ -176,7 +384,7 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_access_t *list,
                " | Decision |\n|---|---|---|---|---|\n");
 
     } else if (strcmp(format, "csv") == 0) {
-        printf("time,agency,purpose,statute,decision\r\n");
+        printf("time,agency,purpose,statute,decision,confirmed\r\n");
 
     } else {
         printf("{\n  \"from\": ");
@@ -191,55 +399,67 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_access_t *list,
         } else {
             printf("null");
         }
-        printf(",\n  \"count\": %zu,\n  \"accesses\": [", n);
+        printf(",\n  \"count\": %zu,\n  \"unconfirmed\": %zu,"
+               "\n  \"unverified\": %llu,\n  \"accesses\": [", d->shown,
+               d->unconfirmed, (unsigned long long) d->prob.n);
     }
 
-    for (i = 0; i < n; i++) {
-        jk_fmt_iso(list[i].ts, when, sizeof(when));
-        st = jk_statute(purposes, list[i].purpose, &slen);
+    for (i = 0, k = 0; i < d->n; i++) {
+        a = &d->list[i];
+
+        if (a->failed) {
+            continue;
+        }
+
+        jk_fmt_iso(a->ts, when, sizeof(when));
+        st = jk_statute(&d->purposes, a->purpose, &slen);
 
         if (strcmp(format, "md") == 0) {
             printf("| %s | ", when);
-            if (list[i].agency[0]) {
-                jk_out_md(stdout, list[i].agency, strlen(list[i].agency));
+            if (a->agency[0]) {
+                jk_out_md(stdout, a->agency, strlen(a->agency));
             } else {
                 fputs("(unidentified)", stdout);
             }
             fputs(" | ", stdout);
-            jk_out_md(stdout, list[i].purpose, strlen(list[i].purpose));
+            jk_out_md(stdout, a->purpose, strlen(a->purpose));
             fputs(" | ", stdout);
             if (st) {
                 jk_out_md(stdout, st, slen);
             }
             fputs(" | ", stdout);
-            if (strcmp(list[i].decision, "allow") == 0) {
+            if (!a->confirmed) {
+                fputs("not confirmed (recorded as ", stdout);
+                jk_out_md(stdout, a->decision, strlen(a->decision));
+                fputs(")", stdout);
+            } else if (strcmp(a->decision, "allow") == 0) {
                 fputs("provided", stdout);
             } else {
                 fputs("refused (", stdout);
-                jk_out_md(stdout, list[i].decision, strlen(list[i].decision));
+                jk_out_md(stdout, a->decision, strlen(a->decision));
                 fputs(")", stdout);
             }
             fputs(" |\n", stdout);
 
         } else if (strcmp(format, "csv") == 0) {
             printf("%s,", when);
-            jk_out_csv(stdout, list[i].agency, strlen(list[i].agency));
+            jk_out_csv(stdout, a->agency, strlen(a->agency));
             putchar(',');
-            jk_out_csv(stdout, list[i].purpose, strlen(list[i].purpose));
+            jk_out_csv(stdout, a->purpose, strlen(a->purpose));
             putchar(',');
             if (st) {
                 jk_out_csv(stdout, st, slen);
             }
             putchar(',');
-            jk_out_csv(stdout, list[i].decision, strlen(list[i].decision));
-            fputs("\r\n", stdout);
+            jk_out_csv(stdout, a->decision, strlen(a->decision));
+            printf(",%s\r\n", a->confirmed ? "yes" : "no");
 
         } else {
-            printf("%s\n    {\"time\": \"%s\", \"agency\": ", i ? "," : "",
+            printf("%s\n    {\"time\": \"%s\", \"agency\": ", k ? "," : "",
                    when);
-            jk_out_json(stdout, list[i].agency, strlen(list[i].agency));
+            jk_out_json(stdout, a->agency, strlen(a->agency));
             printf(", \"purpose\": ");
-            jk_out_json(stdout, list[i].purpose, strlen(list[i].purpose));
+            jk_out_json(stdout, a->purpose, strlen(a->purpose));
             printf(", \"statute\": ");
             if (st) {
                 jk_out_json(stdout, st, slen);
@@ -247,9 +467,11 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_access_t *list,
                 printf("null");
             }
             printf(", \"decision\": ");
-            jk_out_json(stdout, list[i].decision, strlen(list[i].decision));
-            putchar('}');
+            jk_out_json(stdout, a->decision, strlen(a->decision));
+            printf(", \"confirmed\": %s}", a->confirmed ? "true" : "false");
         }
+
+        k++;
     }
 
     if (strcmp(format, "md") == 0) {
@@ -257,8 +479,14 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_access_t *list,
                " request made through\njuki-gateway about your record,"
                " whether it was provided or refused.\n");
 
+        if (d->unconfirmed) {
+            printf("A decision shown as \"not confirmed\" was made by the"
+                   " gateway's database and\nis not confirmed by the"
+                   " record the gateway writes afterwards.\n");
+        }
+
     } else if (strcmp(format, "json") == 0) {
-        printf("%s]\n}\n", n ? "\n  " : "");
+        printf("%s]\n}\n", k ? "\n  " : "");
     }
 }
 
@@ -266,61 +494,65 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_access_t *list,
 int
 jk_cmd_disclose(const jk_opts_t *o)
 {
-    int                rc = JK_ERR, r = 0, nk, k;
-    char               code[JK_CODE_MAX + 2];
-    char               pseudo[JK_MAX_KEYS][65];
-    size_t             i, n = 0, cap = 0;
-    uint64_t           from_ms, to_ms;
-    unsigned char      h[32];
-    jk_ht_t            purposes = { NULL, 0, 0 };
-    jk_rec_t          *rec = NULL;
-    jk_xiter_t         it;
-    jk_access_t       *list = NULL;
-    jk_keyring_t       kr;
-    jk_streams_t       streams = { NULL, 0 };
-    const char        *format;
-    const jk_str_t    *sub;
-    redisContext      *c = NULL;
-    const redisReply  *entry;
+    int             rc = JK_ERR, k;
+    char            code[JK_CODE_MAX + 2];
+    size_t          i;
+    uint64_t        from_ms, to_ms, skew;
+    unsigned char   h[32];
+    jk_disclose_t  *d;
+    jk_streams_t    streams = { NULL, 0, 0 };
+    const char     *format;
+    redisContext   *c = NULL;
 
     format = o->format ? o->format : "md";
 
     if (strcmp(format, "md") && strcmp(format, "csv")
         && strcmp(format, "json"))
     {
-        return jk_usage_err("bad --format \"%s\" (md, csv or json)", format);
+        return jk_usage_err("bad --format \"%s\" (md, csv or json)",
+                            jk_safe(format, strlen(format)));
     }
 
-    if (jk_window(o, 0, &from_ms, &to_ms, NULL) != JK_OK) {
+    if (jk_window(o, 0, &from_ms, &to_ms, NULL) != JK_OK
+        || jk_skew_opt(o, &skew) != JK_OK)
+    {
         return JK_ERR;
     }
+
+    d = calloc(1, sizeof(jk_disclose_t));
+    if (d == NULL) {
+        jk_err("out of memory");
+        return JK_ERR;
+    }
+
+    d->prob.cmd = "disclose";
+    d->ck.kr = &d->kr;
+    d->ck.skew = skew;
 
     if (jk_read_code(o, code, sizeof(code)) != JK_OK) {
-        OPENSSL_cleanse(code, sizeof(code));
-        return JK_ERR;
+        goto done;
     }
 
-    nk = jk_keys_load(o, &kr);
+    d->nk = jk_keys_load(o, &d->kr);
 
-    if (nk == 0) {
+    if (d->nk == 0) {
         jk_err("disclose needs the audit key (--key PATH or"
                " JUKI_AUDIT_KEY)");
     }
 
-    for (k = 0; k < nk; k++) {
-        if (jk_hmac(kr.key[k].k_sub, 32, code, strlen(code), h) != 0) {
-            nk = -1;
+    for (k = 0; k < d->nk; k++) {
+        if (jk_hmac(d->kr.key[k].k_sub, 32, code, strlen(code), h) != 0) {
+            d->nk = -1;
             break;
         }
-        jk_hex(h, 32, pseudo[k]);
+        jk_hex(h, 32, d->pseudo[k]);
     }
 
     OPENSSL_cleanse(code, sizeof(code));
     OPENSSL_cleanse(h, sizeof(h));
-    jk_keys_wipe(&kr);
 
-    if (nk <= 0) {
-        return JK_ERR;
+    if (d->nk <= 0) {
+        goto done;
     }
 
     c = jk_redis_connect(o);
@@ -328,74 +560,57 @@ jk_cmd_disclose(const jk_opts_t *o)
         goto done;
     }
 
-    rec = malloc(sizeof(jk_rec_t));
-    if (rec == NULL) {
-        jk_err("out of memory");
-        goto done;
-    }
-
-    if (jk_ht_init(&purposes, 64) != 0
-        || jk_purposes_load(c, &purposes) != 0
-        || jk_streams_list(c, &streams) != 0)
+    if (jk_ht_init(&d->purposes, 64) != 0
+        || jk_ht_init(&d->awaiting, 64) != 0
+        || jk_purposes_load(c, &d->purposes) != 0
+        || jk_streams_snapshot(c, &streams) != 0)
     {
         goto done;
     }
 
-    for (i = 0; i < streams.n && r == 0; i++) {
-        jk_xiter_init(&it, c, streams.name[i], from_ms, to_ms, 1000);
+    d->ck.now_ms = streams.now_ms;
 
-        while ((r = jk_xiter_next(&it, &entry)) == 1) {
-            r = 0;
-
-            if (jk_rec_parse(entry, rec) != 0 || rec->type != JK_REC_AUDIT
-                || jk_rec_schema(rec) != NULL)
-            {
-                continue;
-            }
-
-            sub = &rec->val[JK_A_SUBJECT];
-            if (sub->len != 64) {
-                continue;
-            }
-
-            for (k = 0; k < nk; k++) {
-                if (memcmp(sub->p, pseudo[k], 64) == 0) {
-                    break;
-                }
-            }
-
-            if (k < nk && jk_access_add(&list, &n, &cap, rec) != 0) {
-                r = -1;
-                break;
-            }
+    for (i = 0; i < streams.n; i++) {
+        if (jk_disclose_stream(d, c, &streams.s[i], from_ms, to_ms) != 0) {
+            goto done;
         }
-
-        jk_xiter_free(&it);
     }
 
-    if (r != 0) {
-        goto done;
+    for (i = 0; i < d->n; i++) {
+        if (!d->list[i].failed) {
+            d->shown++;
+            d->unconfirmed += !d->list[i].confirmed;
+        }
     }
 
-    if (n) {
-        qsort(list, n, sizeof(jk_access_t), jk_access_cmp);
+    if (d->n) {
+        qsort(d->list, d->n, sizeof(jk_access_t), jk_access_cmp);
     }
 
-    jk_disclose_out(o, format, list, n, &purposes);
+    jk_disclose_out(o, format, d);
 
-    rc = JK_OK;
+    rc = jk_problems_end(&d->prob);
+
+    if (rc == JK_FAIL && jk_out_finish() != JK_OK) {
+        rc = JK_ERR;
+    }
 
 done:
 
-    for (i = 0; i < n; i++) {
-        free(list[i].agency);
+    OPENSSL_cleanse(code, sizeof(code));
+
+    for (i = 0; i < d->n; i++) {
+        free(d->list[i].agency);
     }
 
-    free(list);
-    free(rec);
-    OPENSSL_cleanse(pseudo, sizeof(pseudo));
-    jk_ht_free(&purposes, free);
+    free(d->list);
+    OPENSSL_cleanse(d->pseudo, sizeof(d->pseudo));
+    jk_ht_free(&d->purposes, free);
+    jk_ht_free(&d->awaiting, NULL);
+    jk_buf_free(&d->ck.scratch);
+    jk_keys_wipe(&d->kr);
     jk_streams_free(&streams);
+    free(d);
     if (c) {
         redisFree(c);
     }

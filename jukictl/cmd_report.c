@@ -1,11 +1,26 @@
 /*
  * jukictl report: the yearly publication of provisions.
  *
- * Counts audit records (no "phase" field) whose stream entry time falls
- * in the inclusive UTC date range: decision "allow" per agency and
- * purpose, "deny:REASON" per agency and reason.  Completion and control
- * records are skipped.  Memory grows with the number of distinct
- * (agency, purpose) and (agency, reason) pairs, not with the records.
+ * Counts the records whose stream entry time falls in the inclusive UTC
+ * date range.  Every record of the range is checked on its own
+ * (jk_rec_check(): mac, decision bound, place in time); one that fails
+ * is named on stderr and left out, and the exit status is 1.  An audit
+ * record counts:
+ *
+ *   - decided by the gateway (its mac binds the decision): a denial per
+ *     agency and reason;
+ *   - decided by Redis (allow, stopped, rate_limited): only once a
+ *     completion record of the same stream confirms the same decision:
+ *     a provision per agency and purpose, or a denial.  A completion
+ *     that disagrees is a failure; none at all leaves the request
+ *     "unconfirmed", listed apart and counted neither way.
+ *
+ * Summary records add the refusals they counted without recording them
+ * (denials of the unidentified).  Completions may come after the end of
+ * the range: the stream is read on for up to JK_CONFIRM_LOOKAHEAD while
+ * some are awaited.  Memory grows with the distinct (agency, purpose)
+ * and (agency, reason) pairs and with the decisions awaiting their
+ * completion, not with the records.
  */
 
 #include <stdlib.h>
@@ -23,6 +38,7 @@ typedef struct {
 static const jk_reason_text_t  jk_reason_texts[] = {
     { "unverified_certificate", "client certificate missing or invalid" },
     { "unknown_agency", "certificate of no registered agency" },
+    { "bad_request", "malformed request" },
     { "bad_purpose", "purpose missing or malformed" },
     { "bad_operator", "operator id missing or malformed" },
     { "purpose_not_permitted", "purpose not permitted to the agency" },
@@ -32,6 +48,24 @@ static const jk_reason_text_t  jk_reason_texts[] = {
     { "rate_limited", "rate limit exceeded" },
     { NULL, NULL }
 };
+
+
+typedef struct {
+    jk_ht_t          prov;      /* AGENCY\0PURPOSE */
+    jk_ht_t          deny;      /* AGENCY\0REASON */
+    jk_ht_t          unconf;    /* AGENCY\0PURPOSE\0DECISION */
+    jk_ht_t          awaiting;  /* audit id -> AGENCY\0PURPOSE\0DECISION */
+    jk_ht_t          purposes;
+    uint64_t         nprov;
+    uint64_t         ndeny;
+    uint64_t         nunconf;
+    uint64_t         nsummarised;
+    jk_problems_t    prob;
+    jk_checker_t     ck;
+    jk_keyring_t     kr;
+    jk_buf_t         key;
+    jk_rec_t         rec;
+} jk_report_t;
 
 
 static const char *
@@ -51,42 +85,307 @@ jk_reason_text(const char *p, size_t n)
 }
 
 
-/* "AGENCY\0SECOND" -> its two parts */
+/* "A\0B[\0C]" -> its parts */
 
 static void
-jk_split(const jk_hent_t *e, jk_str_t *a, jk_str_t *b)
+jk_split_key(const char *key, size_t klen, jk_str_t *a, jk_str_t *b,
+    jk_str_t *c)
 {
-    a->p = e->key;
-    a->len = strlen(e->key);
-    b->p = e->key + a->len + 1;
-    b->len = e->klen - a->len - 1;
+    const char  *end = key + klen, *z;
+
+    z = memchr(key, '\0', klen);
+    a->p = key;
+    a->len = z ? (size_t) (z - key) : klen;
+    b->p = z ? z + 1 : end;
+    z = memchr(b->p, '\0', (size_t) (end - b->p));
+    b->len = z ? (size_t) (z - b->p) : (size_t) (end - b->p);
+
+    if (c) {
+        c->p = z ? z + 1 : end;
+        c->len = (size_t) (end - c->p);
+    }
 }
 
 
-static int
-jk_count(jk_ht_t *ht, const jk_str_t *a, const char *b, size_t blen,
-    jk_buf_t *scratch)
+static void
+jk_split(const jk_hent_t *e, jk_str_t *a, jk_str_t *b, jk_str_t *c)
 {
-    jk_hent_t  *e;
+    jk_split_key(e->key, e->klen, a, b, c);
+}
 
-    scratch->len = 0;
-    if (jk_buf_append(scratch, a->p, a->len) != 0
-        || jk_buf_append(scratch, "", 1) != 0
-        || jk_buf_append(scratch, b, blen) != 0)
+
+/* the key "A\0B[\0C]" in rp->key */
+
+static int
+jk_key3(jk_report_t *rp, const jk_str_t *a, const char *b, size_t blen,
+    const jk_str_t *c)
+{
+    rp->key.len = 0;
+
+    if (jk_buf_append(&rp->key, a->p, a->len) != 0
+        || jk_buf_append(&rp->key, "", 1) != 0
+        || jk_buf_append(&rp->key, b, blen) != 0
+        || (c && (jk_buf_append(&rp->key, "", 1) != 0
+                  || jk_buf_append(&rp->key, c->p, c->len) != 0)))
     {
         return -1;
     }
 
-    e = jk_ht_get(ht, scratch->data, scratch->len);
+    return 0;
+}
+
+
+static int
+jk_count(jk_ht_t *ht, const jk_buf_t *key, uint64_t n)
+{
+    jk_hent_t  *e;
+
+    e = jk_ht_get(ht, key->data, key->len);
     if (e == NULL) {
         return -1;
     }
 
-    e->n++;
+    e->n += n;
 
     return 0;
 }
 
+
+/* a decision known to be the one made: a provision or a denial */
+
+static int
+jk_count_decision(jk_report_t *rp, const jk_str_t *agency,
+    const jk_str_t *purpose, const jk_str_t *d)
+{
+    if (jk_str_eq(d, "allow")) {
+        rp->nprov++;
+        return jk_key3(rp, agency, purpose->p, purpose->len, NULL) != 0
+               || jk_count(&rp->prov, &rp->key, 1) != 0 ? -1 : 0;
+    }
+
+    rp->ndeny++;
+    return jk_key3(rp, agency, d->p + 5, d->len - 5, NULL) != 0
+           || jk_count(&rp->deny, &rp->key, 1) != 0 ? -1 : 0;
+}
+
+
+static int
+jk_report_audit(jk_report_t *rp)
+{
+    jk_rec_t        *r = &rp->rec;
+    jk_hent_t       *e;
+    const jk_str_t  *id = &r->val[JK_F_ID];
+
+    if (r->dec == JK_DEC_GATEWAY) {
+        return jk_count_decision(rp, &r->val[JK_A_AGENCY],
+                                 &r->val[JK_A_PURPOSE],
+                                 &r->val[JK_A_DECISION]);
+    }
+
+    /* decided by Redis: counted once its completion confirms it */
+
+    if (jk_key3(rp, &r->val[JK_A_AGENCY], r->val[JK_A_PURPOSE].p,
+                r->val[JK_A_PURPOSE].len, &r->val[JK_A_DECISION]) != 0)
+    {
+        return -1;
+    }
+
+    e = jk_ht_get(&rp->awaiting, id->p, id->len);
+    if (e == NULL) {
+        return -1;
+    }
+
+    free(e->ptr);
+    e->ptr = malloc(rp->key.len);
+    if (e->ptr == NULL) {
+        jk_err("out of memory");
+        return -1;
+    }
+
+    memcpy(e->ptr, rp->key.data, rp->key.len);
+    e->n = rp->key.len;
+
+    return 0;
+}
+
+
+static int
+jk_report_done(jk_report_t *rp, const char *stream)
+{
+    int              rc;
+    char             what[200];
+    jk_rec_t        *r = &rp->rec;
+    jk_hent_t       *e;
+    jk_str_t         agency, purpose, d;
+    const jk_str_t  *id = &r->val[JK_F_ID];
+
+    e = jk_ht_find(&rp->awaiting, id->p, id->len);
+    if (e == NULL) {
+        return 0;       /* of a record outside the range, or of none */
+    }
+
+    /* the saved key: AGENCY\0PURPOSE\0DECISION, NUL-free parts */
+    jk_split_key(e->ptr, e->n, &agency, &purpose, &d);
+
+    if (d.len == r->val[JK_D_DECISION].len
+        && memcmp(d.p, r->val[JK_D_DECISION].p, d.len) == 0)
+    {
+        rc = jk_count_decision(rp, &agency, &purpose, &d);
+
+    } else {
+        snprintf(what, sizeof(what), "completion says %s, its audit record"
+                 " %s says %s",
+                 jk_safe(r->val[JK_D_DECISION].p, r->val[JK_D_DECISION].len),
+                 jk_safe(id->p, id->len), jk_safe(d.p, d.len));
+        jk_problem(&rp->prob, stream, r, what);
+        rc = 0;
+    }
+
+    free(e->ptr);
+    jk_ht_del(&rp->awaiting, e);
+
+    return rc;
+}
+
+
+static int
+jk_report_summary(jk_report_t *rp)
+{
+    uint64_t  n;
+    jk_str_t  none = { "", 0 };
+    jk_rec_t *r = &rp->rec;
+
+    if (jk_parse_u64(r->val[JK_S_SUPPRESSED].p, r->val[JK_S_SUPPRESSED].len,
+                     &n) != 0)
+    {
+        return 0;
+    }
+
+    rp->ndeny += n;
+    rp->nsummarised += n;
+
+    return jk_key3(rp, &none, r->val[JK_S_CAUSE].p, r->val[JK_S_CAUSE].len,
+                   NULL) != 0
+           || jk_count(&rp->deny, &rp->key, n) != 0 ? -1 : 0;
+}
+
+
+/* what is left awaiting at the end of a stream is unconfirmed */
+
+static int
+jk_report_unconfirmed(jk_report_t *rp)
+{
+    size_t      i;
+    jk_hent_t   **all, *e;
+
+    all = jk_ht_sorted(&rp->awaiting);
+    if (all == NULL) {
+        return -1;
+    }
+
+    for (i = 0; all[i]; i++) {
+        e = jk_ht_get(&rp->unconf, all[i]->ptr, all[i]->n);
+        if (e == NULL) {
+            free(all);
+            return -1;
+        }
+
+        e->n++;
+        rp->nunconf++;
+    }
+
+    free(all);
+    jk_ht_free(&rp->awaiting, free);
+
+    return jk_ht_init(&rp->awaiting, 64);
+}
+
+
+static int
+jk_report_stream(jk_report_t *rp, redisContext *c, const jk_stream_t *st,
+    uint64_t from_ms, uint64_t to_ms)
+{
+    int                r;
+    uint64_t           end;
+    jk_xiter_t         it;
+    const char        *what;
+    const redisReply  *entry;
+
+    what = jk_stream_check(&rp->ck, st);
+    if (what) {
+        jk_problem_stream(&rp->prob, st, what);
+    }
+
+    end = to_ms > UINT64_MAX - JK_CONFIRM_LOOKAHEAD
+          ? UINT64_MAX : to_ms + JK_CONFIRM_LOOKAHEAD;
+
+    jk_xiter_init(&it, c, st->name, from_ms, end, 1000);
+    jk_xiter_end(&it, st->last_ms, st->last_sq);
+
+    while ((r = jk_xiter_next(&it, &entry)) == 1) {
+        r = 0;
+
+        if (jk_rec_parse(entry, &rp->rec) != 0) {
+            if (rp->rec.ms <= to_ms) {
+                jk_problem(&rp->prob, st->name, &rp->rec,
+                           "malformed record");
+            }
+            continue;
+        }
+
+        /* past the range: only the completions still awaited */
+        if (rp->rec.ms > to_ms) {
+            const jk_str_t  *id;
+
+            if (rp->awaiting.count == 0) {
+                break;
+            }
+
+            id = jk_rec_get(&rp->rec, "id");
+
+            if (rp->rec.type != JK_REC_DONE || id == NULL
+                || jk_ht_find(&rp->awaiting, id->p, id->len) == NULL)
+            {
+                continue;
+            }
+        }
+
+        what = jk_rec_check(&rp->ck, &rp->rec, st->name);
+        if (what) {
+            jk_problem(&rp->prob, st->name, &rp->rec, what);
+            continue;
+        }
+
+        switch (rp->rec.type) {
+        case JK_REC_AUDIT:
+            r = jk_report_audit(rp);
+            break;
+        case JK_REC_DONE:
+            r = jk_report_done(rp, st->name);
+            break;
+        case JK_REC_SUMMARY:
+            r = jk_report_summary(rp);
+            break;
+        default:
+            break;
+        }
+
+        if (r != 0) {
+            break;
+        }
+    }
+
+    jk_xiter_free(&it);
+
+    if (r != 0) {
+        return -1;
+    }
+
+    return jk_report_unconfirmed(rp);
+}
+
+
+/* output */
 
 static void
 jk_md_agency(const jk_str_t *a)
@@ -99,25 +398,47 @@ jk_md_agency(const jk_str_t *a)
 }
 
 
-static void
-jk_report_md(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
-    jk_ht_t *purposes, uint64_t nprov, uint64_t ndeny)
+static const jk_hent_t *
+jk_statute(jk_report_t *rp, const jk_str_t *purpose)
 {
-    size_t      i;
-    uint64_t    sub;
-    jk_str_t    a, b, prev;
     jk_hent_t  *st;
+
+    st = jk_ht_find(&rp->purposes, purpose->p, purpose->len);
+
+    return st && st->ptr ? st : NULL;
+}
+
+
+static void
+jk_report_md(const jk_opts_t *o, jk_report_t *rp, jk_hent_t **prov,
+    jk_hent_t **deny, jk_hent_t **unconf)
+{
+    size_t            i;
+    uint64_t          sub;
+    jk_str_t          a, b, d, prev;
+    const jk_hent_t  *st;
 
     printf("# Provision of resident registry information\n\n");
     printf("Public notice of the provisions of resident registry"
            " information made\nthrough juki-gateway to public bodies,"
            " by agency and statutory purpose,\nand of the requests that"
            " were refused.\n\n");
-    printf("- Period: %s to %s (UTC, both days included)\n", o->from, o->to);
-    printf("- Provisions: %llu\n", (unsigned long long) nprov);
-    printf("- Refused requests: %llu\n\n", (unsigned long long) ndeny);
+    printf("- Period: %s to %s (UTC, both days included)\n",
+           jk_safe(o->from, strlen(o->from)), jk_safe(o->to, strlen(o->to)));
+    printf("- Provisions: %llu\n", (unsigned long long) rp->nprov);
+    printf("- Refused requests: %llu\n", (unsigned long long) rp->ndeny);
 
-    printf("## Provisions by agency and purpose\n\n");
+    if (rp->nunconf) {
+        printf("- Requests whose decision is unconfirmed: %llu\n",
+               (unsigned long long) rp->nunconf);
+    }
+
+    if (rp->prob.n) {
+        printf("- **Records that failed verification, not counted: %llu**\n",
+               (unsigned long long) rp->prob.n);
+    }
+
+    printf("\n## Provisions by agency and purpose\n\n");
 
     if (prov[0] == NULL) {
         printf("No provisions in this period.\n\n");
@@ -127,15 +448,15 @@ jk_report_md(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
         printf("|---|---|---|---:|\n");
 
         for (i = 0; prov[i]; i++) {
-            jk_split(prov[i], &a, &b);
+            jk_split(prov[i], &a, &b, NULL);
             fputs("| ", stdout);
             jk_md_agency(&a);
             fputs(" | ", stdout);
             jk_out_md(stdout, b.p, b.len);
             fputs(" | ", stdout);
 
-            st = jk_ht_find(purposes, b.p, b.len);
-            if (st && st->ptr) {
+            st = jk_statute(rp, &b);
+            if (st) {
                 jk_out_md(stdout, st->ptr, st->n);
             } else {
                 fputs("(not recorded)", stdout);
@@ -144,7 +465,8 @@ jk_report_md(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
             printf(" | %llu |\n", (unsigned long long) prov[i]->n);
         }
 
-        printf("| **Total** | | | **%llu** |\n\n", (unsigned long long) nprov);
+        printf("| **Total** | | | **%llu** |\n\n",
+               (unsigned long long) rp->nprov);
 
         printf("### Provisions per agency\n\n");
         printf("| Agency | Provisions |\n|---|---:|\n");
@@ -152,12 +474,12 @@ jk_report_md(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
         i = 0;
 
         while (prov[i]) {
-            jk_split(prov[i], &a, &b);
+            jk_split(prov[i], &a, &b, NULL);
             prev = a;
             sub = 0;
 
             while (prov[i]) {
-                jk_split(prov[i], &a, &b);
+                jk_split(prov[i], &a, &b, NULL);
                 if (a.len != prev.len || memcmp(a.p, prev.p, a.len) != 0) {
                     break;
                 }
@@ -181,7 +503,7 @@ jk_report_md(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
         printf("| Agency | Reason | Refused |\n|---|---|---:|\n");
 
         for (i = 0; deny[i]; i++) {
-            jk_split(deny[i], &a, &b);
+            jk_split(deny[i], &a, &b, NULL);
             fputs("| ", stdout);
             jk_md_agency(&a);
             fputs(" | ", stdout);
@@ -191,70 +513,132 @@ jk_report_md(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
             printf(") | %llu |\n", (unsigned long long) deny[i]->n);
         }
 
-        printf("| **Total** | | **%llu** |\n\n", (unsigned long long) ndeny);
+        printf("| **Total** | | **%llu** |\n\n",
+               (unsigned long long) rp->ndeny);
+
+        if (rp->nsummarised) {
+            printf("%llu of the refused requests were counted by summary"
+                   " records (refusal flood\ncontrol) rather than recorded"
+                   " one by one.\n\n",
+                   (unsigned long long) rp->nsummarised);
+        }
+    }
+
+    if (unconf[0]) {
+        printf("## Requests whose decision is unconfirmed\n\n");
+        printf("The decision of these requests was made in Redis and no"
+               " completion record\nconfirms it (the gateway may have"
+               " stopped before writing one).  They are\ncounted neither as"
+               " provisions nor as refusals.\n\n");
+        printf("| Agency | Purpose | Recorded decision | Requests |\n");
+        printf("|---|---|---|---:|\n");
+
+        for (i = 0; unconf[i]; i++) {
+            jk_split(unconf[i], &a, &b, &d);
+            fputs("| ", stdout);
+            jk_md_agency(&a);
+            fputs(" | ", stdout);
+            jk_out_md(stdout, b.p, b.len);
+            fputs(" | ", stdout);
+            jk_out_md(stdout, d.p, d.len);
+            printf(" | %llu |\n", (unsigned long long) unconf[i]->n);
+        }
+
+        putchar('\n');
+    }
+
+    if (rp->prob.n) {
+        printf("**Warning:** %llu records or streams failed verification"
+               " and are not counted.\nDo not publish this report before"
+               " `jukictl verify` has been run and the\ncause found.\n\n",
+               (unsigned long long) rp->prob.n);
     }
 
     printf("Counted from the gateway's audit records, each written before"
-           " the request\nwas forwarded or refused.  A request refused"
-           " before an agency could be\nidentified is listed as"
-           " \"(unidentified)\".\n");
+           " the request\nwas forwarded or refused, and checked with the"
+           " audit key.  A request refused\nbefore an agency could be"
+           " identified is listed as \"(unidentified)\".\n");
 }
 
 
 static void
-jk_report_csv(jk_hent_t **prov, jk_hent_t **deny, jk_ht_t *purposes)
+jk_report_csv(jk_report_t *rp, jk_hent_t **prov, jk_hent_t **deny,
+    jk_hent_t **unconf)
 {
-    size_t      i;
-    jk_str_t    a, b;
-    jk_hent_t  *st;
+    size_t            i;
+    jk_str_t          a, b, d;
+    const jk_hent_t  *st;
 
     printf("section,agency,purpose,statute,reason,count\r\n");
 
     for (i = 0; prov[i]; i++) {
-        jk_split(prov[i], &a, &b);
+        jk_split(prov[i], &a, &b, NULL);
         fputs("provision,", stdout);
         jk_out_csv(stdout, a.p, a.len);
         putchar(',');
         jk_out_csv(stdout, b.p, b.len);
         putchar(',');
-        st = jk_ht_find(purposes, b.p, b.len);
-        if (st && st->ptr) {
+        st = jk_statute(rp, &b);
+        if (st) {
             jk_out_csv(stdout, st->ptr, st->n);
         }
         printf(",,%llu\r\n", (unsigned long long) prov[i]->n);
     }
 
     for (i = 0; deny[i]; i++) {
-        jk_split(deny[i], &a, &b);
+        jk_split(deny[i], &a, &b, NULL);
         fputs("denial,", stdout);
         jk_out_csv(stdout, a.p, a.len);
         fputs(",,,", stdout);
         jk_out_csv(stdout, b.p, b.len);
         printf(",%llu\r\n", (unsigned long long) deny[i]->n);
     }
+
+    for (i = 0; unconf[i]; i++) {
+        jk_split(unconf[i], &a, &b, &d);
+        fputs("unconfirmed,", stdout);
+        jk_out_csv(stdout, a.p, a.len);
+        putchar(',');
+        jk_out_csv(stdout, b.p, b.len);
+        putchar(',');
+        st = jk_statute(rp, &b);
+        if (st) {
+            jk_out_csv(stdout, st->ptr, st->n);
+        }
+        putchar(',');
+        jk_out_csv(stdout, d.p, d.len);
+        printf(",%llu\r\n", (unsigned long long) unconf[i]->n);
+    }
+
+    if (rp->prob.n) {
+        printf("unverified,,,,,%llu\r\n", (unsigned long long) rp->prob.n);
+    }
 }
 
 
 static void
-jk_report_json(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
-    jk_ht_t *purposes, uint64_t nprov, uint64_t ndeny)
+jk_report_json(const jk_opts_t *o, jk_report_t *rp, jk_hent_t **prov,
+    jk_hent_t **deny, jk_hent_t **unconf)
 {
-    size_t      i;
-    jk_str_t    a, b;
-    jk_hent_t  *st;
+    size_t            i;
+    jk_str_t          a, b, d;
+    const jk_hent_t  *st;
 
-    printf("{\n  \"from\": \"%s\",\n  \"to\": \"%s\",\n", o->from, o->to);
-    printf("  \"provisions\": [");
+    printf("{\n  \"from\": ");
+    jk_out_json(stdout, o->from, strlen(o->from));
+    printf(",\n  \"to\": ");
+    jk_out_json(stdout, o->to, strlen(o->to));
+    printf(",\n  \"provisions\": [");
 
     for (i = 0; prov[i]; i++) {
-        jk_split(prov[i], &a, &b);
+        jk_split(prov[i], &a, &b, NULL);
         printf("%s\n    {\"agency\": ", i ? "," : "");
         jk_out_json(stdout, a.p, a.len);
         printf(", \"purpose\": ");
         jk_out_json(stdout, b.p, b.len);
         printf(", \"statute\": ");
-        st = jk_ht_find(purposes, b.p, b.len);
-        if (st && st->ptr) {
+        st = jk_statute(rp, &b);
+        if (st) {
             jk_out_json(stdout, st->ptr, st->n);
         } else {
             printf("null");
@@ -265,7 +649,7 @@ jk_report_json(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
     printf("%s],\n  \"denials\": [", i ? "\n  " : "");
 
     for (i = 0; deny[i]; i++) {
-        jk_split(deny[i], &a, &b);
+        jk_split(deny[i], &a, &b, NULL);
         printf("%s\n    {\"agency\": ", i ? "," : "");
         jk_out_json(stdout, a.p, a.len);
         printf(", \"reason\": ");
@@ -273,133 +657,139 @@ jk_report_json(const jk_opts_t *o, jk_hent_t **prov, jk_hent_t **deny,
         printf(", \"count\": %llu}", (unsigned long long) deny[i]->n);
     }
 
-    printf("%s],\n  \"totals\": {\"provisions\": %llu, \"denials\": %llu}"
-           "\n}\n", i ? "\n  " : "", (unsigned long long) nprov,
-           (unsigned long long) ndeny);
+    printf("%s],\n  \"unconfirmed\": [", i ? "\n  " : "");
+
+    for (i = 0; unconf[i]; i++) {
+        jk_split(unconf[i], &a, &b, &d);
+        printf("%s\n    {\"agency\": ", i ? "," : "");
+        jk_out_json(stdout, a.p, a.len);
+        printf(", \"purpose\": ");
+        jk_out_json(stdout, b.p, b.len);
+        printf(", \"decision\": ");
+        jk_out_json(stdout, d.p, d.len);
+        printf(", \"count\": %llu}", (unsigned long long) unconf[i]->n);
+    }
+
+    printf("%s],\n  \"totals\": {\"provisions\": %llu, \"denials\": %llu,"
+           " \"summarised\": %llu, \"unconfirmed\": %llu,"
+           " \"unverified\": %llu}\n}\n", i ? "\n  " : "",
+           (unsigned long long) rp->nprov, (unsigned long long) rp->ndeny,
+           (unsigned long long) rp->nsummarised,
+           (unsigned long long) rp->nunconf,
+           (unsigned long long) rp->prob.n);
 }
 
 
 int
 jk_cmd_report(const jk_opts_t *o)
 {
-    int                rc = JK_ERR, r;
-    size_t             i;
-    uint64_t           from_ms, to_ms, nprov = 0, ndeny = 0;
-    jk_ht_t            prov = { NULL, 0, 0 }, deny = { NULL, 0, 0 };
-    jk_ht_t            purposes = { NULL, 0, 0 };
-    jk_buf_t           scratch = { NULL, 0, 0 };
-    jk_rec_t          *rec = NULL;
-    jk_hent_t        **sp = NULL, **sd = NULL;
-    jk_xiter_t         it;
-    jk_streams_t       streams = { NULL, 0 };
-    const char        *format;
-    const jk_str_t    *agency, *purpose, *d;
-    redisContext      *c;
-    const redisReply  *entry;
+    int            rc = JK_ERR, nk;
+    size_t         i;
+    uint64_t       from_ms, to_ms, skew;
+    jk_hent_t    **sp = NULL, **sd = NULL, **su = NULL;
+    jk_report_t   *rp;
+    jk_streams_t   streams = { NULL, 0, 0 };
+    const char    *format;
+    redisContext  *c = NULL;
 
     format = o->format ? o->format : "md";
 
     if (strcmp(format, "md") && strcmp(format, "csv")
         && strcmp(format, "json"))
     {
-        return jk_usage_err("bad --format \"%s\" (md, csv or json)", format);
+        return jk_usage_err("bad --format \"%s\" (md, csv or json)",
+                            jk_safe(format, strlen(format)));
     }
 
-    if (jk_window(o, 1, &from_ms, &to_ms, NULL) != JK_OK) {
+    if (jk_window(o, 1, &from_ms, &to_ms, NULL) != JK_OK
+        || jk_skew_opt(o, &skew) != JK_OK)
+    {
         return JK_ERR;
+    }
+
+    rp = calloc(1, sizeof(jk_report_t));
+    if (rp == NULL) {
+        jk_err("out of memory");
+        return JK_ERR;
+    }
+
+    rp->prob.cmd = "report";
+    rp->ck.kr = &rp->kr;
+    rp->ck.skew = skew;
+
+    nk = jk_keys_load(o, &rp->kr);
+    if (nk <= 0) {
+        if (nk == 0) {
+            jk_err("report needs the audit key to check the records"
+                   " (--key PATH or JUKI_AUDIT_KEY)");
+        }
+        goto done;
     }
 
     c = jk_redis_connect(o);
     if (c == NULL) {
-        return JK_ERR;
-    }
-
-    rec = malloc(sizeof(jk_rec_t));
-    if (rec == NULL) {
-        jk_err("out of memory");
         goto done;
     }
 
-    if (jk_ht_init(&prov, 64) != 0 || jk_ht_init(&deny, 64) != 0
-        || jk_ht_init(&purposes, 64) != 0
-        || jk_purposes_load(c, &purposes) != 0
-        || jk_streams_list(c, &streams) != 0)
+    if (jk_ht_init(&rp->prov, 64) != 0 || jk_ht_init(&rp->deny, 64) != 0
+        || jk_ht_init(&rp->unconf, 64) != 0
+        || jk_ht_init(&rp->awaiting, 64) != 0
+        || jk_ht_init(&rp->purposes, 64) != 0
+        || jk_purposes_load(c, &rp->purposes) != 0
+        || jk_streams_snapshot(c, &streams) != 0)
     {
         goto done;
     }
 
+    rp->ck.now_ms = streams.now_ms;
+
     for (i = 0; i < streams.n; i++) {
-        jk_xiter_init(&it, c, streams.name[i], from_ms, to_ms, 1000);
-
-        while ((r = jk_xiter_next(&it, &entry)) == 1) {
-            if (jk_rec_parse(entry, rec) != 0 || rec->type != JK_REC_AUDIT) {
-                continue;
-            }
-
-            agency = jk_rec_get(rec, "agency");
-            purpose = jk_rec_get(rec, "purpose");
-            d = jk_rec_get(rec, "decision");
-
-            if (agency == NULL || purpose == NULL || d == NULL
-                || memchr(agency->p, '\0', agency->len) != NULL)
-            {
-                continue;   /* not a record the gateway can write */
-            }
-
-            if (jk_str_eq(d, "allow")) {
-                r = jk_count(&prov, agency, purpose->p, purpose->len,
-                             &scratch);
-                nprov++;
-
-            } else if (d->len > 5 && memcmp(d->p, "deny:", 5) == 0) {
-                r = jk_count(&deny, agency, d->p + 5, d->len - 5, &scratch);
-                ndeny++;
-
-            } else {
-                r = 0;
-            }
-
-            if (r != 0) {
-                break;
-            }
-        }
-
-        jk_xiter_free(&it);
-
-        if (r != 0) {
+        if (jk_report_stream(rp, c, &streams.s[i], from_ms, to_ms) != 0) {
             goto done;
         }
     }
 
-    sp = jk_ht_sorted(&prov);
-    sd = jk_ht_sorted(&deny);
-    if (sp == NULL || sd == NULL) {
+    sp = jk_ht_sorted(&rp->prov);
+    sd = jk_ht_sorted(&rp->deny);
+    su = jk_ht_sorted(&rp->unconf);
+    if (sp == NULL || sd == NULL || su == NULL) {
         goto done;
     }
 
     if (strcmp(format, "md") == 0) {
-        jk_report_md(o, sp, sd, &purposes, nprov, ndeny);
+        jk_report_md(o, rp, sp, sd, su);
 
     } else if (strcmp(format, "csv") == 0) {
-        jk_report_csv(sp, sd, &purposes);
+        jk_report_csv(rp, sp, sd, su);
 
     } else {
-        jk_report_json(o, sp, sd, &purposes, nprov, ndeny);
+        jk_report_json(o, rp, sp, sd, su);
     }
 
-    rc = JK_OK;
+    rc = jk_problems_end(&rp->prob);
+
+    if (rc == JK_FAIL && jk_out_finish() != JK_OK) {
+        rc = JK_ERR;
+    }
 
 done:
 
     free(sp);
     free(sd);
-    free(rec);
-    jk_buf_free(&scratch);
-    jk_ht_free(&prov, NULL);
-    jk_ht_free(&deny, NULL);
-    jk_ht_free(&purposes, free);
+    free(su);
+    jk_buf_free(&rp->key);
+    jk_buf_free(&rp->ck.scratch);
+    jk_ht_free(&rp->prov, NULL);
+    jk_ht_free(&rp->deny, NULL);
+    jk_ht_free(&rp->unconf, NULL);
+    jk_ht_free(&rp->awaiting, free);
+    jk_ht_free(&rp->purposes, free);
+    jk_keys_wipe(&rp->kr);
     jk_streams_free(&streams);
-    redisFree(c);
+    free(rp);
+    if (c) {
+        redisFree(c);
+    }
 
     return rc;
 }

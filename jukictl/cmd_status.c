@@ -9,28 +9,79 @@
 #include "jk.h"
 
 
-static void
-jk_print_text(const char *p, size_t n)
+typedef struct {
+    redisContext    *c;
+    int              shown;
+} jk_switches_t;
+
+
+/* one key of SCAN MATCH juki:{*}:stop*: shown when it is a switch */
+
+static int
+jk_status_switch(void *arg, const char *name, size_t len)
 {
-    size_t  i;
+    char            label[600];
+    size_t          n, n2;
+    const char     *rest, *end = name + len, *argv[2];
+    size_t          lens[2];
+    redisReply     *v;
+    jk_switches_t  *sw = arg;
 
-    for (i = 0; i < n; i++) {
-        unsigned char  c = (unsigned char) p[i];
-
-        putchar(c < 0x20 || c == 0x7f ? '?' : c);
+    if (len < 12 || memcmp(name, "juki:{", 6) != 0) {
+        return 0;
     }
+
+    rest = memchr(name + 6, '}', len - 6);
+    if (rest == NULL || end - rest < 6 || memcmp(rest, "}:stop", 6) != 0) {
+        return 0;
+    }
+
+    n = (size_t) (rest - name - 6);
+    rest += 6;
+
+    if (rest != end && (end - rest < 4 || memcmp(rest, ":op:", 4) != 0)) {
+        return 0;
+    }
+
+    argv[0] = "GET";
+    lens[0] = 3;
+    argv[1] = name;
+    lens[1] = len;
+
+    v = jk_cmd(sw->c, 2, argv, lens);
+    if (v == NULL) {
+        return -1;
+    }
+
+    if (v->type == REDIS_REPLY_STRING) {
+        if (rest == end) {
+            snprintf(label, sizeof(label), "%s",
+                     jk_safe(name + 6, n > 64 ? 64 : n));
+
+        } else {
+            n2 = (size_t) (end - rest - 4);
+            snprintf(label, sizeof(label), "%s/%s",
+                     jk_safe(name + 6, n > 64 ? 64 : n),
+                     jk_safe(rest + 4, n2 > 64 ? 64 : n2));
+        }
+
+        printf("  %-9s %-40s ", rest == end ? "agency" : "operator", label);
+        jk_out_text(stdout, v->str, v->len);
+        putchar('\n');
+        sw->shown++;
+    }
+
+    freeReplyObject(v);
+
+    return 0;
 }
 
 
 static int
 jk_status_switches(redisContext *c)
 {
-    int          shown = 0;
-    char         label[160];
-    size_t       i, n;
-    char        *cursor = NULL;
-    const char  *name, *rest;
-    redisReply  *r, *keys, *v;
+    redisReply     *v;
+    jk_switches_t   sw;
 
     printf("stop switches:\n");
 
@@ -39,100 +90,23 @@ jk_status_switches(redisContext *c)
         return -1;
     }
 
+    sw.c = c;
+    sw.shown = 0;
+
     if (v->type == REDIS_REPLY_STRING) {
         printf("  %-9s %-40s ", "global", "*");
-        jk_print_text(v->str, v->len);
+        jk_out_text(stdout, v->str, v->len);
         putchar('\n');
-        shown++;
+        sw.shown++;
     }
 
     freeReplyObject(v);
 
-    cursor = strdup("0");
-    if (cursor == NULL) {
-        jk_err("out of memory");
+    if (jk_scan(c, "juki:{*}:stop*", "string", jk_status_switch, &sw) != 0) {
         return -1;
     }
 
-    do {
-        r = jk_cmdf(c, "SCAN %s MATCH juki:{*}:stop* COUNT 1000 TYPE string",
-                    cursor);
-        free(cursor);
-        cursor = NULL;
-
-        if (r == NULL) {
-            return -1;
-        }
-
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
-            || r->element[0]->type != REDIS_REPLY_STRING
-            || r->element[1]->type != REDIS_REPLY_ARRAY)
-        {
-            jk_err("Redis: unexpected reply to SCAN");
-            freeReplyObject(r);
-            return -1;
-        }
-
-        keys = r->element[1];
-
-        for (i = 0; i < keys->elements; i++) {
-            if (keys->element[i]->type != REDIS_REPLY_STRING) {
-                continue;
-            }
-
-            name = keys->element[i]->str;
-            rest = strstr(name, "}:stop");
-            if (strncmp(name, "juki:{", 6) != 0 || rest == NULL) {
-                continue;
-            }
-
-            n = (size_t) (rest - name - 6);
-            rest += 6;
-
-            if (*rest != '\0' && strncmp(rest, ":op:", 4) != 0) {
-                continue;
-            }
-
-            v = jk_cmdf(c, "GET %s", name);
-            if (v == NULL) {
-                freeReplyObject(r);
-                return -1;
-            }
-
-            if (v->type == REDIS_REPLY_STRING) {
-                if (*rest == '\0') {
-                    snprintf(label, sizeof(label), "%.*s",
-                             (int) (n > 64 ? 64 : n), name + 6);
-
-                } else {
-                    snprintf(label, sizeof(label), "%.*s/%.64s",
-                             (int) (n > 64 ? 64 : n), name + 6, rest + 4);
-                }
-
-                printf("  %-9s %-40s ", *rest ? "operator" : "agency",
-                       label);
-
-                jk_print_text(v->str, v->len);
-                putchar('\n');
-                shown++;
-            }
-
-            freeReplyObject(v);
-        }
-
-        cursor = strdup(r->element[0]->str);
-        freeReplyObject(r);
-
-        if (cursor == NULL) {
-            jk_err("out of memory");
-            return -1;
-        }
-
-    } while (strcmp(cursor, "0") != 0);
-
-    free(cursor);
-
-    if (shown == 0) {
+    if (sw.shown == 0) {
         printf("  none set\n");
     }
 
@@ -150,10 +124,11 @@ jk_status_today(redisContext *c)
     jk_ht_t          reasons;
     jk_str_t         agency;
     jk_rec_t        *rec;
-    jk_hent_t      **sorted;
+    jk_hent_t      **sorted, *e;
     jk_xiter_t       it;
     jk_streams_t     streams;
-    const jk_str_t  *d;
+    const jk_str_t  *d, *cause;
+    uint64_t         sup;
     const redisReply  *entry;
 
     if (jk_redis_time_ms(c, &now) != 0) {
@@ -186,10 +161,38 @@ jk_status_today(redisContext *c)
         allow = 0;
         deny = 0;
 
-        jk_xiter_init(&it, c, streams.name[i], midnight, UINT64_MAX, 1000);
+        jk_xiter_init(&it, c, streams.s[i].name, midnight, UINT64_MAX,
+                      1000);
 
         while ((rc = jk_xiter_next(&it, &entry)) == 1) {
-            if (jk_rec_parse(entry, rec) != 0 || rec->type != JK_REC_AUDIT) {
+            if (jk_rec_parse(entry, rec) != 0) {
+                continue;
+            }
+
+            /* refusals a summary record counts but did not record */
+            if (rec->type == JK_REC_SUMMARY) {
+                cause = jk_rec_get(rec, "cause");
+                d = jk_rec_get(rec, "suppressed");
+
+                if (cause == NULL || d == NULL
+                    || jk_parse_u64(d->p, d->len, &sup) != 0)
+                {
+                    continue;
+                }
+
+                e = jk_ht_get(&reasons, cause->p, cause->len);
+                if (e == NULL) {
+                    jk_xiter_free(&it);
+                    jk_ht_free(&reasons, NULL);
+                    goto failed;
+                }
+
+                e->n += sup;
+                deny += sup;
+                continue;
+            }
+
+            if (rec->type != JK_REC_AUDIT) {
                 continue;
             }
 
@@ -202,7 +205,7 @@ jk_status_today(redisContext *c)
                 allow++;
 
             } else if (d->len > 5 && memcmp(d->p, "deny:", 5) == 0) {
-                jk_hent_t  *e = jk_ht_get(&reasons, d->p + 5, d->len - 5);
+                e = jk_ht_get(&reasons, d->p + 5, d->len - 5);
 
                 if (e == NULL) {
                     jk_xiter_free(&it);
@@ -222,12 +225,14 @@ jk_status_today(redisContext *c)
             goto failed;
         }
 
-        jk_stream_agency(streams.name[i], &agency);
+        jk_stream_agency(streams.s[i].name, &agency);
 
         if (agency.len == 1 && agency.p[0] == '_') {
             printf("  %-24s", "(no agency)");
         } else {
-            printf("  %-24.*s", (int) agency.len, agency.p);
+            const char  *a = jk_safe(agency.p, agency.len);
+
+            printf("  %-24s", a);
         }
 
         printf(" %10llu %10llu", (unsigned long long) allow,
@@ -241,7 +246,7 @@ jk_status_today(redisContext *c)
 
         for (k = 0; sorted[k]; k++) {
             fputs(k ? " " : "  ", stdout);
-            jk_print_text(sorted[k]->key, sorted[k]->klen);
+            jk_out_text(stdout, sorted[k]->key, sorted[k]->klen);
             printf("=%llu", (unsigned long long) sorted[k]->n);
         }
 
@@ -338,14 +343,16 @@ jk_status_health(redisContext *c, const jk_opts_t *o)
     /* CONFIG may be renamed or denied by ACL: that is not an error */
     r = redisCommand(c, "CONFIG GET appendfsync");
     if (r == NULL) {
-        jk_err("Redis: %s", c->errstr);
+        jk_err("Redis: %s", jk_safe(c->errstr, strlen(c->errstr)));
         return -1;
     }
 
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2
         && r->element[1]->type == REDIS_REPLY_STRING)
     {
-        snprintf(fsync, sizeof(fsync), "%s", r->element[1]->str);
+        snprintf(fsync, sizeof(fsync), "%.*s",
+                 (int) (r->element[1]->len < 63 ? r->element[1]->len : 63),
+                 r->element[1]->str);
 
     } else {
         snprintf(fsync, sizeof(fsync), "unknown (CONFIG GET not permitted)");
@@ -353,14 +360,16 @@ jk_status_health(redisContext *c, const jk_opts_t *o)
 
     freeReplyObject(r);
 
-    printf("\nredis %s:\n", addr && addr[0] ? addr : "127.0.0.1:6379");
+    printf("\nredis %s:\n", addr && addr[0] ? jk_safe(addr, strlen(addr))
+                                             : "127.0.0.1:6379");
     printf("  %-22s %.2f ms\n", "ping", ms);
-    printf("  %-22s %s\n", "version", version);
-    printf("  %-22s %s\n", "role", role);
-    printf("  %-22s %s\n", "used_memory", mem);
-    printf("  %-22s %s\n", "aof_enabled", aof);
-    printf("  %-22s %s\n", "aof_last_write_status", aofst);
-    printf("  %-22s %s\n", "appendfsync", fsync);
+    printf("  %-22s %s\n", "version", jk_safe(version, strlen(version)));
+    printf("  %-22s %s\n", "role", jk_safe(role, strlen(role)));
+    printf("  %-22s %s\n", "used_memory", jk_safe(mem, strlen(mem)));
+    printf("  %-22s %s\n", "aof_enabled", jk_safe(aof, strlen(aof)));
+    printf("  %-22s %s\n", "aof_last_write_status",
+           jk_safe(aofst, strlen(aofst)));
+    printf("  %-22s %s\n", "appendfsync", jk_safe(fsync, strlen(fsync)));
 
     if (strcmp(aof, "1") != 0) {
         printf("  warning: AOF is off; acknowledged audit records do not"

@@ -45,6 +45,7 @@ jk_switch(const jk_opts_t *o, int stop)
 {
     int              n, rc = JK_ERR;
     char             agency[JK_AGENCY_MAX + 1], stream[JK_AGENCY_MAX + 16];
+    char             op[JK_OPERATOR_MAX + 1];
     char             key[JK_AGENCY_MAX + JK_OPERATOR_MAX + 32];
     char             writer[17], id[24], ts[24], node[256], actor[256];
     char             mac_hex[65];
@@ -82,11 +83,14 @@ jk_switch(const jk_opts_t *o, int stop)
 
     if (o->agency && jk_valid_agency(o->agency, agency, sizeof(agency)))
     {
-        return jk_usage_err("bad agency name \"%s\"", o->agency);
+        return jk_usage_err("bad agency name \"%s\"",
+                            jk_safe(o->agency, strlen(o->agency)));
     }
 
-    if (o->op && jk_valid_operator(o->op) != 0) {
-        return jk_usage_err("bad operator id \"%s\"", o->op);
+    /* the module looks up the lower-cased id: Op.7 and op.7 are one */
+    if (o->op && jk_valid_operator(o->op, op, sizeof(op)) != 0) {
+        return jk_usage_err("bad operator id \"%s\" (1-64 of A-Za-z0-9._-)",
+                            jk_safe(o->op, strlen(o->op)));
     }
 
     if (o->agency == NULL) {
@@ -100,8 +104,7 @@ jk_switch(const jk_opts_t *o, int stop)
 
         if (o->op) {
             scope = "operator";
-            snprintf(key, sizeof(key), "juki:{%s}:stop:op:%s", agency,
-                     o->op);
+            snprintf(key, sizeof(key), "juki:{%s}:stop:op:%s", agency, op);
 
         } else {
             scope = "agency";
@@ -150,7 +153,7 @@ jk_switch(const jk_opts_t *o, int stop)
     val[7] = stop ? "stop" : "resume";
     val[8] = scope;
     val[9] = agency;
-    val[10] = o->op ? o->op : "";
+    val[10] = o->op ? op : "";
     val[11] = reason;
     val[12] = actor;
     val[13] = "";
@@ -229,8 +232,7 @@ jk_switch(const jk_opts_t *o, int stop)
     for (n = 0; n < 2; n++) {
         x = r->element[n];
         if (x->type == REDIS_REPLY_ERROR) {
-            jk_err("Redis: %.*s", (int) (x->len > 200 ? 200 : x->len),
-                   x->str);
+            jk_err("Redis: %s", jk_safe(x->str, x->len > 200 ? 200 : x->len));
             goto done;
         }
     }
@@ -246,11 +248,9 @@ jk_switch(const jk_opts_t *o, int stop)
         printf("%s: %s\n", hdr, key);
     }
 
-    printf("control record %s in %s, entry %.*s\n", id, stream,
+    printf("control record %s in %s, entry %s\n", id, stream,
            r->element[1]->type == REDIS_REPLY_STRING
-           ? (int) r->element[1]->len : 1,
-           r->element[1]->type == REDIS_REPLY_STRING
-           ? r->element[1]->str : "?");
+           ? jk_safe(r->element[1]->str, r->element[1]->len) : "?");
 
     rc = JK_OK;
 

@@ -70,7 +70,7 @@ jk_mono_ms(void)
  * recorded (strings, numbers, and the raw text of anything else), nested
  * values are skipped with their brackets counted.  Escapes are not
  * decoded here.  Raw control characters are refused except as
- * whitespace between tokens.
+ * whitespace between tokens, and bytes above 0x7f outside strings.
  */
 
 static const char *
@@ -143,7 +143,7 @@ jk_json_nested(const char *p, const char *end)
 
         } else if ((c < 0x20 && c != ' ' && c != '\t' && c != '\n'
                     && c != '\r')
-                   || c == 0x7f)
+                   || c >= 0x7f)
         {
             return NULL;
         }
@@ -277,34 +277,151 @@ jk_json_get(const jk_jobj_t *o, const char *name)
 
 /* output lines */
 
-/* a value for a human: \" \\ \/ decoded, control characters as "?" */
-
 static int
-jk_watch_text(jk_buf_t *b, const jk_jfield_t *f)
+jk_hex4(const char *p, uint32_t *v)
 {
-    size_t          i;
-    unsigned char   c;
-    const char     *p = f->val.p;
+    int  i;
 
-    for (i = 0; i < f->val.len; i++) {
-        c = (unsigned char) p[i];
+    *v = 0;
 
-        if (f->type == JK_JSON_STRING && c == '\\' && i + 1 < f->val.len
-            && (p[i + 1] == '"' || p[i + 1] == '\\' || p[i + 1] == '/'))
-        {
-            c = (unsigned char) p[++i];
-        }
+    for (i = 0; i < 4; i++) {
+        char  c = p[i];
 
-        if (c < 0x20 || c == 0x7f) {
-            c = '?';
-        }
-
-        if (jk_buf_append(b, &c, 1) != 0) {
+        *v <<= 4;
+        if (c >= '0' && c <= '9') {
+            *v |= (uint32_t) (c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            *v |= (uint32_t) (c - 'a' + 10);
+        } else if (c >= 'A' && c <= 'F') {
+            *v |= (uint32_t) (c - 'A' + 10);
+        } else {
             return -1;
         }
     }
 
     return 0;
+}
+
+
+static int
+jk_put_utf8(jk_buf_t *b, uint32_t cp)
+{
+    unsigned char  u[4];
+    size_t         n;
+
+    if (cp < 0x80) {
+        u[0] = (unsigned char) cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (unsigned char) (0xc0 | cp >> 6);
+        u[1] = (unsigned char) (0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (unsigned char) (0xe0 | cp >> 12);
+        u[1] = (unsigned char) (0x80 | (cp >> 6 & 0x3f));
+        u[2] = (unsigned char) (0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        u[0] = (unsigned char) (0xf0 | cp >> 18);
+        u[1] = (unsigned char) (0x80 | (cp >> 12 & 0x3f));
+        u[2] = (unsigned char) (0x80 | (cp >> 6 & 0x3f));
+        u[3] = (unsigned char) (0x80 | (cp & 0x3f));
+        n = 4;
+    }
+
+    return jk_buf_append(b, u, n);
+}
+
+
+/*
+ * A JSON string's escapes decoded (a lone surrogate becomes U+FFFD, an
+ * unknown escape stays as written).
+ */
+
+static int
+jk_json_decode(jk_buf_t *out, const char *p, size_t n)
+{
+    int       rc = 0;
+    size_t    i;
+    uint32_t  cp, lo;
+
+    for (i = 0; i < n && rc == 0; i++) {
+        if (p[i] != '\\' || i + 1 == n) {
+            rc = jk_buf_append(out, &p[i], 1);
+            continue;
+        }
+
+        switch (p[++i]) {
+        case '"': case '\\': case '/':
+            rc = jk_buf_append(out, &p[i], 1);
+            break;
+        case 'b':
+            rc = jk_buf_append(out, "\b", 1);
+            break;
+        case 'f':
+            rc = jk_buf_append(out, "\f", 1);
+            break;
+        case 'n':
+            rc = jk_buf_append(out, "\n", 1);
+            break;
+        case 'r':
+            rc = jk_buf_append(out, "\r", 1);
+            break;
+        case 't':
+            rc = jk_buf_append(out, "\t", 1);
+            break;
+        case 'u':
+            if (n - i < 5 || jk_hex4(p + i + 1, &cp) != 0) {
+                rc = jk_buf_append(out, p + i - 1, 2);
+                break;
+            }
+
+            i += 4;
+
+            if (cp >= 0xd800 && cp <= 0xdbff && n - i >= 7
+                && p[i + 1] == '\\' && p[i + 2] == 'u'
+                && jk_hex4(p + i + 3, &lo) == 0
+                && lo >= 0xdc00 && lo <= 0xdfff)
+            {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                i += 6;
+
+            } else if (cp >= 0xd800 && cp <= 0xdfff) {
+                cp = 0xfffd;
+            }
+
+            rc = jk_put_utf8(out, cp);
+            break;
+        default:
+            rc = jk_buf_append(out, p + i - 1, 2);
+        }
+    }
+
+    return rc;
+}
+
+
+/* a value for a human: decoded, then escaped as all text output is */
+
+static int
+jk_watch_text(jk_buf_t *b, const jk_jfield_t *f)
+{
+    int       rc;
+    jk_buf_t  raw = { NULL, 0, 0 };
+
+    if (f->type != JK_JSON_STRING) {
+        return jk_esc(b, f->val.p, f->val.len, JK_ESC_TEXT);
+    }
+
+    rc = jk_json_decode(&raw, f->val.p, f->val.len);
+
+    if (rc == 0) {
+        rc = jk_esc(b, raw.data, raw.len, JK_ESC_TEXT);
+    }
+
+    jk_buf_free(&raw);
+
+    return rc;
 }
 
 
@@ -392,55 +509,29 @@ jk_watch_line_text(jk_buf_t *b, const jk_jobj_t *o)
 }
 
 
-/* the object on one line: CR and LF between tokens become spaces */
+/*
+ * The object on one line: CR and LF between tokens become spaces, an
+ * unsafe code point or a byte that is not UTF-8 inside a string a JSON
+ * escape
+ */
 
 static int
 jk_watch_line_json(jk_buf_t *b, const char *p, size_t n)
 {
-    size_t  i;
-
-    if (jk_buf_append(b, p, n) != 0) {
-        return -1;
-    }
-
-    for (i = b->len - n; i < b->len; i++) {
-        if (b->data[i] == '\n' || b->data[i] == '\r') {
-            b->data[i] = ' ';
-        }
-    }
-
-    return 0;
+    return jk_esc(b, p, n, JK_ESC_JSON_TEXT);
 }
 
 
-/* "malformed: " and the message, control characters as \xNN */
+/* "malformed: " and the message, escaped */
 
 static int
 jk_watch_line_malformed(jk_buf_t *b, const char *p, size_t n)
 {
-    size_t          i;
-    char            hex[8];
-    unsigned char   c;
-
     if (jk_buf_append(b, "malformed: ", 11) != 0) {
         return -1;
     }
 
-    for (i = 0; i < n; i++) {
-        c = (unsigned char) p[i];
-
-        if (c < 0x20 || c == 0x7f) {
-            snprintf(hex, sizeof(hex), "\\x%02x", c);
-            if (jk_buf_append(b, hex, 4) != 0) {
-                return -1;
-            }
-
-        } else if (jk_buf_append(b, &c, 1) != 0) {
-            return -1;
-        }
-    }
-
-    return 0;
+    return jk_esc(b, p, n, JK_ESC_TEXT);
 }
 
 
@@ -452,8 +543,8 @@ jk_watch_reply(const redisReply *r, int json, jk_buf_t *b, jk_jobj_t *obj)
     const redisReply  *kind, *msg;
 
     if (r->type == REDIS_REPLY_ERROR) {
-        jk_err("watch: Redis: %.*s", (int) (r->len > 200 ? 200 : r->len),
-               r->str);
+        jk_err("watch: Redis: %s",
+               jk_safe(r->str, r->len > 200 ? 200 : r->len));
         return -1;
     }
 
@@ -628,7 +719,8 @@ jk_cmd_watch(const jk_opts_t *o)
 
         reply = NULL;
         if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
-            jk_err("Redis at %s: %s", jk_watch_addr(o), c->errstr);
+            jk_err("Redis at %s: %s", jk_watch_addr(o),
+                   jk_safe(c->errstr, strlen(c->errstr)));
             break;
         }
 
@@ -684,7 +776,7 @@ jk_cmd_watch(const jk_opts_t *o)
 
         if (redisBufferRead(c) != REDIS_OK) {
             jk_err("lost the connection to Redis at %s: %s",
-                   jk_watch_addr(o), c->errstr);
+                   jk_watch_addr(o), jk_safe(c->errstr, strlen(c->errstr)));
             break;
         }
     }

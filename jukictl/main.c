@@ -2,8 +2,14 @@
  * jukictl: command line, help, dispatch.
  */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "jk.h"
 
@@ -37,7 +43,9 @@ static const char  jk_common_help[] =
     "common options:\n"
     "  --redis ADDRESS    host:port, [v6]:port or unix:/path\n"
     "                     (default 127.0.0.1:6379, env JUKI_REDIS)\n"
-    "  --password PASS    Redis password (env JUKI_REDIS_PASSWORD)\n"
+    "  --password-file PATH\n"
+    "                     Redis password: the file's first line, else env\n"
+    "                     JUKI_REDIS_PASSWORD (never on the command line)\n"
     "  --user USER        Redis ACL user (env JUKI_REDIS_USER)\n"
     "  --db N             Redis database number (env JUKI_REDIS_DB)\n"
     "  --key PATH         audit key file, >= 32 bytes; repeatable\n"
@@ -65,25 +73,33 @@ static const jk_command_t  jk_commands[] = {
 
     { "report", C_REPORT, jk_cmd_report,
       "usage: jukictl report --from YYYY-MM-DD --to YYYY-MM-DD"
-      " [--format md|csv|json]\n\n"
+      " [--format md|csv|json]\n"
+      "                      [--max-skew DURATION] --key PATH...\n\n"
       "Provisions per agency and purpose, denials per agency and reason,"
-      " for the\ninclusive UTC date range (by stream entry time).\n" },
+      " for the\ninclusive UTC date range (by stream entry time).  Every"
+      " record is checked\n(mac, and the completion that confirms a"
+      " decision made in Redis); exit 1\nwhen any failed (left out of the"
+      " counts).\n" },
 
     { "disclose", C_DISCLOSE, jk_cmd_disclose,
-      "usage: jukictl disclose --resident-code CODE|- [--from DATE]"
+      "usage: jukictl disclose [--resident-code -] [--from DATE]"
       " [--to DATE]\n"
-      "                        [--format md|csv|json] --key PATH..."
-      "\n\n"
+      "                        [--format md|csv|json] [--max-skew DURATION]"
+      "\n                        --key PATH...\n\n"
       "Lists every audited request about one resident: time, agency,"
       " purpose,\nstatute and decision.  Operator ids are withheld."
-      "  CODE \"-\" reads the\ncode from the first line of standard"
-      " input.\n" },
+      "  The code is read from\nthe first line of standard input, never"
+      " from the command line.  Records\nthat fail verification are left"
+      " out, and the exit status is 1.\n" },
 
     { "verify", C_VERIFY, jk_cmd_verify,
-      "usage: jukictl verify [--from DATE] [--to DATE] [--max-skew MS]"
-      " --key PATH...\n\n"
-      "Walks every writer's chain across all juki:{*}:audit streams."
-      "  Exit 0 when\nintact, 1 naming the first break.\n" },
+      "usage: jukictl verify [--from DATE] [--to DATE]"
+      " [--max-skew DURATION]\n"
+      "                      --key PATH...\n\n"
+      "Walks every writer's chain across all juki:{*}:audit streams,"
+      " checks that\nevery completion confirms its audit record and that"
+      " no entry id or ts is\nfar from Redis's clock (--max-skew, default"
+      " 5s).  Exit 0 when intact, 1\nnaming the first break.\n" },
 
     { "watch", C_WATCH, jk_cmd_watch,
       "usage: jukictl watch [--count N] [--timeout SECONDS]"
@@ -100,7 +116,8 @@ static const jk_command_t  jk_commands[] = {
 
 static const jk_option_t  jk_options[] = {
     { "redis", C_ALL, JK_OPT(redis) },
-    { "password", C_ALL, JK_OPT(password) },
+    { "password", C_ALL, JK_OPT(password_arg) },
+    { "password-file", C_ALL, JK_OPT(password_file) },
     { "user", C_ALL, JK_OPT(user) },
     { "db", C_ALL, JK_OPT(db) },
     { "key", C_ALL, 0 },
@@ -111,7 +128,7 @@ static const jk_option_t  jk_options[] = {
     { "to", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(to) },
     { "format", C_REPORT | C_DISCLOSE | C_WATCH, JK_OPT(format) },
     { "resident-code", C_DISCLOSE, JK_OPT(resident_code) },
-    { "max-skew", C_VERIFY, JK_OPT(max_skew) },
+    { "max-skew", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(max_skew) },
     { "count", C_WATCH, JK_OPT(count) },
     { "timeout", C_WATCH, JK_OPT(timeout) },
     { NULL, 0, 0 }
@@ -149,6 +166,82 @@ jk_help(const jk_command_t *cmd)
 }
 
 
+/*
+ * The first line of PATH (CR LF or LF stripped), at most JK_SECRET_MAX
+ * bytes, not empty.  The caller wipes the buffer.
+ */
+
+static int
+jk_password_read(const char *path, char *buf, size_t size)
+{
+    int          fd;
+    char        *nl;
+    ssize_t      n;
+    size_t       len = 0;
+    struct stat  st;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        jk_err("cannot open password file \"%s\": %s",
+               jk_safe(path, strlen(path)), strerror(errno));
+        return -1;
+    }
+
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        jk_err("password file \"%s\" is not a regular file",
+               jk_safe(path, strlen(path)));
+        close(fd);
+        return -1;
+    }
+
+    while (len < size - 1) {
+        n = read(fd, buf + len, size - 1 - len);
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            jk_err("cannot read password file \"%s\": %s",
+                   jk_safe(path, strlen(path)), strerror(errno));
+            close(fd);
+            return -1;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        len += (size_t) n;
+    }
+
+    close(fd);
+    buf[len] = '\0';
+
+    nl = memchr(buf, '\n', len);
+    if (nl) {
+        *nl = '\0';
+        len = (size_t) (nl - buf);
+
+    } else if (len > size - 2) {
+        jk_err("password file \"%s\": the first line is longer than %d"
+               " bytes", jk_safe(path, strlen(path)), JK_SECRET_MAX);
+        return -1;
+    }
+
+    if (len && buf[len - 1] == '\r') {
+        buf[--len] = '\0';
+    }
+
+    if (len == 0 || memchr(buf, '\0', len) != NULL) {
+        jk_err("password file \"%s\": the first line is empty or holds"
+               " a NUL byte", jk_safe(path, strlen(path)));
+        return -1;
+    }
+
+    return 0;
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -160,6 +253,7 @@ main(int argc, char **argv)
     const jk_option_t   *opt;
     const jk_command_t  *cmd = NULL;
     const char          *seen[sizeof(jk_options) / sizeof(jk_options[0])];
+    static char          password[JK_SECRET_MAX + 2];
 
     memset(&o, 0, sizeof(o));
     memset(seen, 0, sizeof(seen));
@@ -174,11 +268,14 @@ main(int argc, char **argv)
 
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
             if (arg[0] == '-' && arg[1] != '\0') {
-                return jk_usage_err("unknown option \"%s\"", arg);
+                return jk_usage_err("unknown option \"%s\"",
+                                    jk_safe(arg, strcspn(arg, "=")));
             }
 
+            /* not echoed: it might be a resident code or a password */
             if (cmd) {
-                return jk_usage_err("unexpected argument \"%s\"", arg);
+                return jk_usage_err("unexpected argument at position %d",
+                                    i);
             }
 
             for (cmd = jk_commands; cmd->name; cmd++) {
@@ -188,7 +285,8 @@ main(int argc, char **argv)
             }
 
             if (cmd->name == NULL) {
-                return jk_usage_err("unknown command \"%s\"", arg);
+                return jk_usage_err("unknown command \"%s\"",
+                                    jk_safe(arg, strlen(arg)));
             }
 
             continue;
@@ -206,7 +304,8 @@ main(int argc, char **argv)
         }
 
         if (opt->name == NULL) {
-            return jk_usage_err("unknown option \"%s\"", arg);
+            return jk_usage_err("unknown option \"%s\"",
+                                jk_safe(arg, strcspn(arg, "=")));
         }
 
         if (eq) {
@@ -252,7 +351,22 @@ main(int argc, char **argv)
         }
     }
 
-    if (o.password == NULL) {
+    if (o.password_arg) {
+        return jk_usage_err("--password on the command line shows in the"
+                            " process list; set JUKI_REDIS_PASSWORD or give"
+                            " --password-file PATH");
+    }
+
+    if (o.password_file) {
+        if (jk_password_read(o.password_file, password, sizeof(password))
+            != 0)
+        {
+            OPENSSL_cleanse(password, sizeof(password));
+            return JK_ERR;
+        }
+        o.password = password;
+
+    } else {
         env = getenv("JUKI_REDIS_PASSWORD");
         o.password = (env && env[0]) ? env : NULL;
     }
@@ -271,12 +385,16 @@ main(int argc, char **argv)
         uint64_t  db;
 
         if (jk_parse_u64(o.db, strlen(o.db), &db) != 0 || db > 1000000) {
-            return jk_usage_err("bad database number \"%s\"", o.db);
+            OPENSSL_cleanse(password, sizeof(password));
+            return jk_usage_err("bad database number \"%s\"",
+                                jk_safe(o.db, strlen(o.db)));
         }
     }
 
     if (o.user && o.password == NULL) {
-        return jk_usage_err("--user needs --password");
+        OPENSSL_cleanse(password, sizeof(password));
+        return jk_usage_err("--user needs a password (JUKI_REDIS_PASSWORD"
+                            " or --password-file)");
     }
 
     o.command = cmd->name;
@@ -294,6 +412,8 @@ main(int argc, char **argv)
     }
 
     jk_crypto_done();
+    jk_safe_free();
+    OPENSSL_cleanse(password, sizeof(password));
 
     return rc;
 }

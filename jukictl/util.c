@@ -184,6 +184,43 @@ jk_parse_eid(const char *p, size_t n, uint64_t *ms, uint64_t *sq)
 }
 
 
+/* "500ms", "5s", "2m", "1h"; a bare number is milliseconds */
+
+int
+jk_parse_duration(const char *s, uint64_t *ms)
+{
+    size_t    n, d;
+    uint64_t  v, mul;
+
+    n = strlen(s);
+    d = strspn(s, "0123456789");
+
+    if (d == 0 || jk_parse_u64(s, d, &v) != 0) {
+        return -1;
+    }
+
+    if (d == n || strcmp(s + d, "ms") == 0) {
+        mul = 1;
+    } else if (strcmp(s + d, "s") == 0) {
+        mul = 1000;
+    } else if (strcmp(s + d, "m") == 0) {
+        mul = 60000;
+    } else if (strcmp(s + d, "h") == 0) {
+        mul = 3600000;
+    } else {
+        return -1;
+    }
+
+    if (v > UINT64_MAX / mul) {
+        return -1;
+    }
+
+    *ms = v * mul;
+
+    return 0;
+}
+
+
 /* dates: proleptic Gregorian, days since 1970-01-01 */
 
 static int64_t
@@ -342,116 +379,358 @@ jk_now_ms(void)
 }
 
 
-/* output escaping */
+/*
+ * Output escaping.
+ *
+ * Input is decoded as UTF-8.  Printable ASCII and every valid code point
+ * that is not a control or an invisible formatting character are kept;
+ * the rest is escaped: in text as \xNN (a byte: a control, DEL or a byte
+ * that is not valid UTF-8) or \uXXXX (an unsafe code point), with "\"
+ * itself written "\\" so that an escape cannot be faked.  JSON uses its
+ * own escapes (invalid bytes become U+FFFD: JSON has no byte escape).
+ * CSV and Markdown take the text form and add their own quoting.
+ */
+
+/* C0, DEL, C1; zero-width, bidi and line/paragraph separators; BOM */
+
+static int
+jk_cp_unsafe(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)
+           || (cp >= 0x200b && cp <= 0x200f)
+           || (cp >= 0x2028 && cp <= 0x202e)
+           || (cp >= 0x2060 && cp <= 0x2069)
+           || cp == 0xfeff;
+}
+
+
+/* the length of the valid UTF-8 sequence at p, 0 when it is not one */
+
+static size_t
+jk_utf8(const unsigned char *p, size_t n, uint32_t *cp)
+{
+    size_t    len, i;
+    uint32_t  v, min;
+
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        len = 2; v = p[0] & 0x1f; min = 0x80;
+
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        len = 3; v = p[0] & 0x0f; min = 0x800;
+
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        len = 4; v = p[0] & 0x07; min = 0x10000;
+
+    } else {
+        return 0;
+    }
+
+    if (n < len) {
+        return 0;
+    }
+
+    for (i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        v = v << 6 | (p[i] & 0x3f);
+    }
+
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
+        return 0;
+    }
+
+    *cp = v;
+
+    return len;
+}
+
+
+static int
+jk_esc_text(jk_buf_t *b, const char *s, size_t n, int json)
+{
+    int                   k;
+    char                  tmp[16];
+    size_t                i, len;
+    uint32_t              cp;
+    const unsigned char  *p = (const unsigned char *) s;
+
+    for (i = 0; i < n; i += len) {
+        len = jk_utf8(p + i, n - i, &cp);
+
+        if (len == 0) {
+            len = 1;
+            k = json ? snprintf(tmp, sizeof(tmp), "\\ufffd")
+                     : snprintf(tmp, sizeof(tmp), "\\x%02x", p[i]);
+
+        } else if (jk_cp_unsafe(cp)) {
+            if (json && cp == '\n') {
+                k = snprintf(tmp, sizeof(tmp), "\\n");
+            } else if (json && cp == '\r') {
+                k = snprintf(tmp, sizeof(tmp), "\\r");
+            } else if (json && cp == '\t') {
+                k = snprintf(tmp, sizeof(tmp), "\\t");
+            } else if (cp < 0x80 && !json) {
+                k = snprintf(tmp, sizeof(tmp), "\\x%02x", (unsigned) cp);
+            } else {
+                k = snprintf(tmp, sizeof(tmp), "\\u%04x", (unsigned) cp);
+            }
+
+        } else if (cp == '\\' || (json && cp == '"')) {
+            tmp[0] = '\\';
+            tmp[1] = (char) cp;
+            k = 2;
+
+        } else {
+            if (jk_buf_append(b, p + i, len) != 0) {
+                return -1;
+            }
+            continue;
+        }
+
+        if (jk_buf_append(b, tmp, (size_t) k) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * JSON text that is already JSON (an alert): line breaks become spaces,
+ * other controls \u00NN, unsafe code points \uXXXX, invalid bytes
+ * \ufffd; everything else, quotes and backslashes included, is kept.
+ */
+
+static int
+jk_esc_json_text(jk_buf_t *b, const char *s, size_t n)
+{
+    int                   k;
+    char                  tmp[16];
+    size_t                i, len;
+    uint32_t              cp;
+    const unsigned char  *p = (const unsigned char *) s;
+
+    for (i = 0; i < n; i += len) {
+        len = jk_utf8(p + i, n - i, &cp);
+
+        if (len == 0) {
+            len = 1;
+            k = snprintf(tmp, sizeof(tmp), "\\ufffd");
+
+        } else if (cp == '\n' || cp == '\r') {
+            k = snprintf(tmp, sizeof(tmp), " ");
+
+        } else if (jk_cp_unsafe(cp) && cp != '\t') {
+            k = snprintf(tmp, sizeof(tmp), "\\u%04x", (unsigned) cp);
+
+        } else {
+            if (jk_buf_append(b, p + i, len) != 0) {
+                return -1;
+            }
+            continue;
+        }
+
+        if (jk_buf_append(b, tmp, (size_t) k) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the text form, then RFC 4180 quoting and formula neutralisation */
+
+static int
+jk_esc_csv(jk_buf_t *b, const char *s, size_t n)
+{
+    int       rc, formula;
+    size_t    i;
+    jk_buf_t  t = { NULL, 0, 0 };
+
+    if (jk_esc_text(&t, s, n, 0) != 0) {
+        jk_buf_free(&t);
+        return -1;
+    }
+
+    formula = t.len && strchr("=+-@", t.data[0]) != NULL;
+
+    if (!formula && (t.len == 0 || (memchr(t.data, ',', t.len) == NULL
+                                    && memchr(t.data, '"', t.len) == NULL)))
+    {
+        rc = jk_buf_append(b, t.data, t.len);
+        jk_buf_free(&t);
+        return rc;
+    }
+
+    rc = jk_buf_append(b, formula ? "\"'" : "\"", formula ? 2 : 1);
+
+    for (i = 0; i < t.len && rc == 0; i++) {
+        if (t.data[i] == '"') {
+            rc = jk_buf_append(b, "\"", 1);
+        }
+        if (rc == 0) {
+            rc = jk_buf_append(b, &t.data[i], 1);
+        }
+    }
+
+    if (rc == 0) {
+        rc = jk_buf_append(b, "\"", 1);
+    }
+
+    jk_buf_free(&t);
+
+    return rc;
+}
+
+
+/* the text form, then no pipes, no emphasis, no links, no raw HTML */
+
+static int
+jk_esc_md(jk_buf_t *b, const char *s, size_t n)
+{
+    int       rc = 0;
+    size_t    i;
+    jk_buf_t  t = { NULL, 0, 0 };
+
+    if (jk_esc_text(&t, s, n, 0) != 0) {
+        jk_buf_free(&t);
+        return -1;
+    }
+
+    for (i = 0; i < t.len && rc == 0; i++) {
+        char  c = t.data[i];
+
+        if (strchr("|\\*_`[]", c) != NULL) {
+            rc = jk_buf_append(b, "\\", 1) || jk_buf_append(b, &c, 1);
+
+        } else if (c == '<') {
+            rc = jk_buf_append(b, "&lt;", 4);
+
+        } else {
+            rc = jk_buf_append(b, &c, 1);
+        }
+    }
+
+    jk_buf_free(&t);
+
+    return rc ? -1 : 0;
+}
+
+
+int
+jk_esc(jk_buf_t *b, const char *p, size_t n, int mode)
+{
+    switch (mode) {
+    case JK_ESC_JSON:
+        return jk_esc_text(b, p, n, 1);
+    case JK_ESC_CSV:
+        return jk_esc_csv(b, p, n);
+    case JK_ESC_MD:
+        return jk_esc_md(b, p, n);
+    case JK_ESC_JSON_TEXT:
+        return jk_esc_json_text(b, p, n);
+    default:
+        return jk_esc_text(b, p, n, 0);
+    }
+}
+
+
+/* written escaped; on memory exhaustion "?" stands for the value */
+
+void
+jk_out(FILE *f, int mode, const char *p, size_t n)
+{
+    jk_buf_t  b = { NULL, 0, 0 };
+
+    if (mode == JK_ESC_JSON) {
+        fputc('"', f);
+    }
+
+    if (jk_esc(&b, p, n, mode) == 0) {
+        if (b.len) {
+            fwrite(b.data, 1, b.len, f);
+        }
+
+    } else {
+        fputc('?', f);
+    }
+
+    if (mode == JK_ESC_JSON) {
+        fputc('"', f);
+    }
+
+    jk_buf_free(&b);
+}
+
+
+void
+jk_out_text(FILE *f, const char *p, size_t n)
+{
+    jk_out(f, JK_ESC_TEXT, p, n);
+}
+
 
 void
 jk_out_json(FILE *f, const char *p, size_t n)
 {
-    size_t         i;
-    unsigned char  c;
-
-    fputc('"', f);
-
-    for (i = 0; i < n; i++) {
-        c = (unsigned char) p[i];
-
-        switch (c) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                fprintf(f, "\\u%04x", c);
-            } else {
-                /* bytes >= 0x80 are passed through (UTF-8 text) */
-                fputc(c, f);
-            }
-        }
-    }
-
-    fputc('"', f);
+    jk_out(f, JK_ESC_JSON, p, n);
 }
 
-
-/* RFC 4180 field: quoted when it holds a separator, quote or newline */
 
 void
 jk_out_csv(FILE *f, const char *p, size_t n)
 {
-    size_t  i;
-    int     quote = 0;
-
-    for (i = 0; i < n; i++) {
-        if (p[i] == ',' || p[i] == '"' || p[i] == '\n' || p[i] == '\r') {
-            quote = 1;
-            break;
-        }
-    }
-
-    /* a leading formula character is neutralised for spreadsheets */
-    if (n && (p[0] == '=' || p[0] == '+' || p[0] == '-' || p[0] == '@')) {
-        quote = 1;
-    }
-
-    if (!quote) {
-        fwrite(p, 1, n, f);
-        return;
-    }
-
-    fputc('"', f);
-    if (n && (p[0] == '=' || p[0] == '+' || p[0] == '-' || p[0] == '@')) {
-        fputc('\'', f);
-    }
-
-    for (i = 0; i < n; i++) {
-        if (p[i] == '"') {
-            fputc('"', f);
-        }
-        fputc(p[i], f);
-    }
-
-    fputc('"', f);
+    jk_out(f, JK_ESC_CSV, p, n);
 }
 
-
-/* a markdown table cell: no pipes, no newlines, no raw HTML */
 
 void
 jk_out_md(FILE *f, const char *p, size_t n)
 {
-    size_t         i;
-    unsigned char  c;
+    jk_out(f, JK_ESC_MD, p, n);
+}
 
-    for (i = 0; i < n; i++) {
-        c = (unsigned char) p[i];
 
-        if (c == '|' || c == '\\' || c == '*' || c == '_' || c == '`'
-            || c == '[' || c == ']')
-        {
-            fputc('\\', f);
-            fputc(c, f);
+/*
+ * The text form as a C string, for messages: four buffers used in turn,
+ * so one message may hold up to four values; freed by jk_safe_free().
+ */
 
-        } else if (c == '<') {
-            fputs("&lt;", f);
+static jk_buf_t  jk_safe_buf[4];
+static unsigned  jk_safe_next;
 
-        } else if (c < 0x20 || c == 0x7f) {
-            fputc(' ', f);
+const char *
+jk_safe(const char *p, size_t n)
+{
+    jk_buf_t  *b = &jk_safe_buf[jk_safe_next++ % 4];
 
-        } else {
-            fputc(c, f);
-        }
+    b->len = 0;
+
+    if (jk_esc(b, p, n, JK_ESC_TEXT) != 0
+        || jk_buf_append(b, "", 1) != 0)
+    {
+        return "?";
+    }
+
+    return b->data;
+}
+
+
+void
+jk_safe_free(void)
+{
+    int  i;
+
+    for (i = 0; i < 4; i++) {
+        jk_buf_free(&jk_safe_buf[i]);
     }
 }
 
@@ -497,22 +776,33 @@ jk_valid_agency(const char *s, char *lower, size_t size)
 }
 
 
+/* 1-64 of A-Za-z0-9._-, and its lower-case form (the stop key's) */
+
 int
-jk_valid_operator(const char *s)
+jk_valid_operator(const char *s, char *lower, size_t size)
 {
     size_t  i, n = strlen(s);
 
-    if (n == 0 || n > JK_OPERATOR_MAX) {
+    if (n == 0 || n > JK_OPERATOR_MAX || n >= size) {
         return -1;
     }
 
     for (i = 0; i < n; i++) {
         unsigned char  c = (unsigned char) s[i];
 
-        if (!(isalnum(c) || c == '.' || c == '_' || c == '-')) {
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char) (c - 'A' + 'a');
+
+        } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                     || c == '.' || c == '_' || c == '-'))
+        {
             return -1;
         }
+
+        lower[i] = (char) c;
     }
+
+    lower[n] = '\0';
 
     return 0;
 }
@@ -637,6 +927,26 @@ jk_ht_get(jk_ht_t *ht, const char *key, size_t len)
     ht->count++;
 
     return e;
+}
+
+
+/* unlinks and frees an entry (not its ptr) */
+
+void
+jk_ht_del(jk_ht_t *ht, jk_hent_t *e)
+{
+    jk_hent_t  **pp;
+
+    for (pp = &ht->bucket[e->hash & (ht->nbuckets - 1)]; *pp;
+         pp = &(*pp)->next)
+    {
+        if (*pp == e) {
+            *pp = e->next;
+            ht->count--;
+            free(e);
+            return;
+        }
+    }
 }
 
 

@@ -293,7 +293,7 @@ if [[ -x $jukictl ]]; then
     cat <<JUKICTL
   more:
     $ $env_line $(shq "$jukictl") status
-    $ $env_line $(shq "$jukictl") disclose --resident-code 12345678901
+    $ echo 12345678901 | $env_line $(shq "$jukictl") disclose
     $ $env_line $(shq "$jukictl") report --from 2000-01-01 --to 2099-12-31 --format md
     $ $env_line $(shq "$jukictl") stop --agency example-bank --reason "demo: suspected leak"
     $ $env_line $(shq "$jukictl") resume --agency example-bank

@@ -195,22 +195,56 @@ tampered('an edited field', sub {
 }, qr/^jukictl:\ verify:\ juki:\{[^}]+\}:audit\ entry\ \d+-\d+
       \ writer\ $w0\ seq\ $edit_seq:\ bad\ mac$/x);
 
-tampered('an edited decision', sub {
+# a decision the gateway made is bound by the mac
+tampered('an edited gateway decision', sub {
     my ($r) = @_;
     for my $x (@$r) {
         next unless $x->{writer} eq $w1 && $x->{type} eq 'audit'
-                    && JukiRef::field($x, 'decision') ne 'allow'
+                    && !JukiRef::redis_decided(JukiRef::field($x,
+                                                              'decision'))
+                    && JukiRef::field($x, 'agency') ne ''
                     && $x->{seq} > 30;
         JukiRef::set_field($x, 'decision', 'allow');
         return;
     }
     die;
-}, qr/writer $w1 seq \d+: bad dmac$/);
+}, qr/writer $w1 seq \d+: bad mac$/);
 
+# one Redis made is confirmed by the completion
+tampered('an edited Redis decision', sub {
+    my ($r) = @_;
+    for my $x (@$r) {
+        next unless $x->{writer} eq $w1 && $x->{type} eq 'audit'
+                    && JukiRef::field($x, 'decision') eq 'deny:stopped'
+                    && $x->{seq} > 30;
+        JukiRef::set_field($x, 'decision', 'allow');
+        return;
+    }
+    die;
+}, qr/writer $w1 seq \d+: completion says deny:stopped, its audit record (?#
+      )$w1-\d+ says allow$/);
+
+# a completion in the middle of its writer's chain
+my ($gap_seq) = map { $_->{seq} }
+                grep { $_->{writer} eq $w0 && $_->{type} eq 'done'
+                       && $_->{seq} > 30 } @$recs;
 tampered('a record deleted from the middle', sub {
     my ($r) = @_;
-    splice @$r, find_rec($r, $w0, 33), 1;
-}, qr/writer $w0 seq 34: seq gap 33\.\.33 missing$/);
+    splice @$r, find_rec($r, $w0, $gap_seq), 1;
+}, qr/writer $w0 seq ${\ ($gap_seq + 1)}: seq gap $gap_seq\.\.$gap_seq (?#
+      )missing$/);
+
+# an audit record whose completion follows it: that one names it
+my ($del_seq) = map { $_->{seq} }
+                grep { $_->{writer} eq $w0 && $_->{type} eq 'audit'
+                       && JukiRef::redis_decided(JukiRef::field($_,
+                                                                'decision'))
+                       && $_->{seq} > 30 } @$recs;
+tampered('an audit record deleted before its completion', sub {
+    my ($r) = @_;
+    splice @$r, find_rec($r, $w0, $del_seq), 1;
+}, qr/writer\ $w0\ seq\ \d+:\ (?:completion\ of\ a\ missing\ audit\ record
+      \ $w0-$del_seq|seq\ gap\ $del_seq\.\.$del_seq\ missing)$/x);
 
 tampered('two records swapped', sub {
     my ($r) = @_;
@@ -272,40 +306,47 @@ tampered('a record deleted inside a window', sub {
     die;
 }, qr/writer $w0 seq \d+: seq gap \d+\.\.\d+ missing$/, '--from', $day2);
 
-tampered('a record replayed at the end of its stream', sub {
+tampered('a record replayed next to itself', sub {
+    my ($r) = @_;
+    my $i = find_audit($r, $w1, 15);
+    splice @$r, $i + 1, 0, { %{ $r->[$i] } };
+}, qr/writer $w1 seq \d+: seq repeat$/);
+
+# entry ids are not covered by the mac, but ts is, and the two must agree
+tampered('a record replayed much later in its stream', sub {
     my ($r) = @_;
     my $x = { %{ $r->[find_audit($r, $w1, 15)] } };
     $x->{id} = ($today - 1) * $day_ms + 80000000 . '-0';
     push @$r, $x;
-}, qr/writer $w1 seq \d+: seq repeat$/);
+}, qr/writer $w1 seq \d+: ts \d+ ms before its entry id$/);
 
 # cross-stream skew: a record ahead of its predecessor by 2 s of entry
 # time (a clock stepped back) passes by default, not with --max-skew 1000
 {
     my $w = JukiRef::writer('00000000000dead1', $ka);
     my $t = ($today - 1) * $day_ms + 5000000;
+    # seq 3 and 5 land 2 s late in their stream (and their ts agrees:
+    # the clock stepped)
+    my @at = map { $t + 100 * $_ } 0 .. 5;
+    @at[2, 4] = ($t + 2500, $t + 2600);
     my @r;
     for my $s (1 .. 6) {
         my $ag = $s % 2 ? 'city-a' : 'pref.b';
-        push @r, { stream => "juki:{$ag}:audit",
-                   fields => JukiRef::record($w, 'audit', ts => $t,
+        push @r, { stream => "juki:{$ag}:audit", id => $at[$s - 1] . '-0',
+                   fields => JukiRef::record($w, 'audit', ts => $at[$s - 1],
                        node => 'gw', agency => $ag, kind => 'municipality',
                        cert => '', operator => 'op', purpose => 'tax.local',
                        subject => '', method => 'GET', uri => '/v1/',
-                       decision => 'allow') };
+                       decision => 'deny:purpose_not_permitted') };
     }
-    # seq 3 and 5 land 2 s late in their stream
-    $r[$_]{id} = ($t + 100 * $_) . '-0' for 0 .. 5;
-    $r[2]{id} = ($t + 2500) . '-0';
-    $r[4]{id} = ($t + 2600) . '-0';
     $redis->cmd('FLUSHDB');
     $redis->load(\@r);
     ($rc, $out, $err) = jk('verify', '--key', $path_a);
     is($rc, 0, 'verify: records 2 s out of order across streams pass')
         or diag $err;
     like($out, qr/waited for a predecessor/, 'verify: the reorder buffer');
-    ($rc, $out, $err) = jk('verify', '--key', $path_a, '--max-skew', 1000);
-    is($rc, 1, 'verify --max-skew 1000: the same is a gap');
+    ($rc, $out, $err) = jk('verify', '--key', $path_a, '--max-skew', '1s');
+    is($rc, 1, 'verify --max-skew 1s: the same is a gap');
     like($err, qr/writer 00000000000dead1 seq 6: seq gap 5\.\.5 missing$/,
          'verify --max-skew: names it');
 }
@@ -323,9 +364,16 @@ for my $x (@$recs) {
     else { $deny{"$ag|" . substr($de, 5)}++; $ndeny++ }
 }
 
+my @keys = ('--key', $path_a, '--key', $path_b);
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2);
+is($rc, 2, 'report: without the key, a usage error');
+like($err, qr/report needs the audit key/, 'report: says it needs the key');
+
 ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
-                       '--format', 'json');
+                       '--format', 'json', @keys);
 is($rc, 0, 'report json: exit 0') or diag $err;
+is($err, '', 'report json: nothing on stderr');
 my $j = eval { decode_json($out) };
 ok($j, 'report json: parses') or diag $@;
 is($j->{totals}{provisions}, $nprov, 'report json: total provisions');
@@ -356,7 +404,7 @@ sub csv_rows {
 }
 
 ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
-                       '--format', 'csv');
+                       '--format', 'csv', @keys);
 is($rc, 0, 'report csv: exit 0');
 my @rows = csv_rows($out);
 is_deeply($rows[0], [qw(section agency purpose statute reason count)],
@@ -371,7 +419,7 @@ is_deeply(\%cd, \%deny, 'report csv: denials');
 ok((grep { $_->[3] eq $statute{'pension.survivor'} } @rows),
    'report csv: a quoted statute survives');
 
-($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2);
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2, @keys);
 is($rc, 0, 'report md: exit 0');
 like($out, qr/^# Provision of resident registry information/m,
      'report md: title');
@@ -383,7 +431,7 @@ like($out, qr/\| \*\*Total\*\* \| \| \*\*$ndeny\*\* \|/,
 like($out, qr/"survivor" \\\| pensions/, 'report md: pipe escaped');
 
 ($rc, $out, $err) = jk('report', '--from', $day2, '--to', $day2,
-                       '--format', 'json');
+                       '--format', 'json', @keys);
 $j = decode_json($out);
 my $n2 = grep { $_->{type} eq 'audit' && JukiRef::field($_, 'decision') eq
                 'allow' && $_->{id} =~ /^(\d+)/
@@ -392,7 +440,7 @@ my $n2 = grep { $_->{type} eq 'audit' && JukiRef::field($_, 'decision') eq
 is($j->{totals}{provisions}, $n2, 'report: the window is by entry time');
 
 ($rc, $out) = jk('report', '--from', '2001-01-01', '--to', '2001-12-31',
-                 '--format', 'json');
+                 '--format', 'json', @keys);
 is(decode_json($out)->{totals}{provisions}, 0, 'report: empty period');
 
 # --- disclose ---
@@ -404,8 +452,8 @@ my @want = sort map { my $x = $_;
            grep { $_->{type} eq 'audit' && $_->{resident} eq $code } @$recs;
 ok(@want > 5, 'disclose: the resident has accesses (' . @want . ')');
 
-($rc, $out, $err) = jk('disclose', '--resident-code', $code, '--format',
-                       'json', '--key', $path_a, '--key', $path_b);
+($rc, $out, $err) = jk('disclose', '--format', 'json', '--key', $path_a,
+                       '--key', $path_b, \"$code\n");
 is($rc, 0, 'disclose json: exit 0') or diag $err;
 $j = decode_json($out);
 is($j->{count}, scalar @want, 'disclose: exactly the accesses of one code');
@@ -423,11 +471,15 @@ is_deeply([ sort map { join '|', iso_ms($_->{time}),
                         @$_{qw(agency purpose decision)} }
             @{ $j->{accesses} } ], \@want,
           'disclose: time, agency, purpose, decision match');
+is(scalar(grep { $_->{confirmed} } @{ $j->{accesses} }), scalar @want,
+   'disclose: every decision confirmed');
+is($j->{unconfirmed} . ' ' . $j->{unverified}, '0 0',
+   'disclose: none unconfirmed, none unverified');
 unlike($out, qr/$code/, 'disclose: the resident code is not printed');
 unlike($out, qr/"op\d+"|operator/, 'disclose: operator ids withheld');
 
-($rc, $out) = jk('disclose', '--resident-code', $code, '--format', 'json',
-                 '--key', $path_a);
+($rc, $out) = jk('disclose', '--resident-code', '-', '--format', 'json',
+                 '--key', $path_a, \"$code\n");
 my $only_a = grep { $_->{type} eq 'audit' && $_->{resident} eq $code
                     && $_->{key} == $ka } @$recs;
 is(decode_json($out)->{count}, $only_a,
@@ -439,16 +491,16 @@ is($rc, 0, 'disclose md: code from stdin');
 like($out, qr/Requests about you: ${\ scalar @want}/, 'disclose md: count');
 unlike($out, qr/$code/, 'disclose md: the code is not printed');
 
-($rc, $out) = jk('disclose', '--resident-code', $code, '--format', 'csv',
-                 '--from', $day2, '--key', $path_a, '--key', $path_b);
+($rc, $out) = jk('disclose', '--format', 'csv', '--from', $day2, '--key',
+                 $path_a, '--key', $path_b, \"$code\r\n");
 @rows = csv_rows($out);
-is_deeply($rows[0], [qw(time agency purpose statute decision)],
+is_deeply($rows[0], [qw(time agency purpose statute decision confirmed)],
           'disclose csv: header');
 is(@rows - 1, scalar(grep { (split /\|/)[0] >= ($today - 1) * $day_ms } @want),
    'disclose csv --from: the window');
 
-($rc, $out) = jk('disclose', '--resident-code', '999999999999', '--format',
-                 'json', '--key', $path_a);
+($rc, $out) = jk('disclose', '--format', 'json', '--key', $path_a,
+                 \"999999999999\n");
 is(decode_json($out)->{count}, 0, 'disclose: an unknown code has none');
 
 # --- stop / resume ---
@@ -463,14 +515,16 @@ is($redis->cmd('GET', 'juki:{city-a}:stop'), 'audit',
    'stop --agency: lower-cased key set');
 ($rc) = jk('stop', '--agency', 'city-a', '--operator', 'Op.7', '--reason',
            'odd pattern', '--key', $path_a);
-is($redis->cmd('GET', 'juki:{city-a}:stop:op:Op.7'), 'odd pattern',
-   'stop --operator: key set');
+is($redis->cmd('GET', 'juki:{city-a}:stop:op:op.7'), 'odd pattern',
+   'stop --operator: the lower-cased key set');
+is($redis->cmd('EXISTS', 'juki:{city-a}:stop:op:Op.7'), 0,
+   'stop --operator: not the key as typed');
 
 ($rc, $out) = jk('status');
 is($rc, 0, 'status: exit 0');
 like($out, qr/global .* leak suspected/, 'status: global switch');
 like($out, qr/agency +city-a +audit/, 'status: agency switch');
-like($out, qr{operator +city-a/Op\.7 +odd pattern}, 'status: operator switch');
+like($out, qr{operator +city-a/op\.7 +odd pattern}, 'status: operator switch');
 like($out, qr/ping +[\d.]+ ms/, 'status: ping');
 like($out, qr/role +master/, 'status: role');
 
@@ -478,14 +532,14 @@ my $ctl = $redis->cmd('XREVRANGE', 'juki:{city-a}:audit', '+', '-', 'COUNT',
                       1);
 my %cf = @{ $ctl->[0][1] };
 is_deeply([ @cf{qw(phase action scope agency operator reason seq prev)} ],
-          [ 'control', 'stop', 'operator', 'city-a', 'Op.7', 'odd pattern',
+          [ 'control', 'stop', 'operator', 'city-a', 'op.7', 'odd pattern',
             1, '' ], 'stop: control record fields');
 is($cf{kid}, $ka->{kid}, 'stop: control record kid');
 
-($rc) = jk('resume', '--agency', 'city-a', '--operator', 'Op.7', '--key',
+($rc) = jk('resume', '--agency', 'city-a', '--operator', 'OP.7', '--key',
            $path_a);
-is($rc, 0, 'resume --operator');
-is($redis->cmd('EXISTS', 'juki:{city-a}:stop:op:Op.7'), 0,
+is($rc, 0, 'resume --operator, in another case');
+is($redis->cmd('EXISTS', 'juki:{city-a}:stop:op:op.7'), 0,
    'resume: operator key deleted');
 ($rc) = jk('resume', '--reason', 'all clear', '--key', $path_a);
 is($redis->cmd('EXISTS', 'juki:stop'), 0, 'resume: global key deleted');
@@ -496,7 +550,7 @@ is("$cf{action} $cf{scope} $cf{reason}", 'resume global all clear',
 
 ($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b);
 is($rc, 0, 'verify: trail plus control records passes') or diag $err;
-like($out, qr/\(\d+ audit, \d+ completion, 5 control\)/,
+like($out, qr/\(\d+ audit, \d+ completion, 0 summary, 5 control\)/,
      'verify: control records counted');
 
 # --- usage errors: exit 2, one line ---
@@ -520,8 +574,23 @@ for my $case (
     [ 'short key', 'verify', '--key', $path_short ],
     [ 'missing key file', 'verify', '--key', "$dir/nonexistent" ],
     [ 'no key', 'verify' ],
-    [ 'disclose without code', 'disclose', '--key', $path_a ],
-    [ 'empty code', 'disclose', '--resident-code', '', '--key', $path_a ],
+    [ 'disclose without code on stdin', 'disclose', '--key', $path_a ],
+    [ 'empty code on stdin', 'disclose', '--key', $path_a, \"\n" ],
+    [ 'code on the command line', 'disclose', '--resident-code',
+      '123456789012', '--key', $path_a ],
+    [ 'empty code on the command line', 'disclose', '--resident-code', '',
+      '--key', $path_a ],
+    [ 'password on the command line', 'status', '--password', 'pw' ],
+    [ 'missing password file', 'status', '--password-file',
+      "$dir/nonexistent" ],
+    [ 'user without password', 'status', '--user', 'u' ],
+    [ 'bad --max-skew', 'verify', '--max-skew', '5 s', '--key', $path_a ],
+    [ '--max-skew over a day', 'verify', '--max-skew', '25h', '--key',
+      $path_a ],
+    [ 'operator with a space', 'stop', '--agency', 'a', '--operator', 'a b',
+      '--reason', 'r', '--key', $path_a ],
+    [ 'operator too long', 'stop', '--agency', 'a', '--operator', 'o' x 65,
+      '--reason', 'r', '--key', $path_a ],
     [ 'bad db', 'status', '--db', 'x' ],
     [ 'bad address', 'status', '--redis', 'localhost:99999' ],
 ) {
@@ -529,7 +598,16 @@ for my $case (
     ($rc, $out, $err) = jk(@args);
     is($rc, 2, "usage: $name exits 2");
     like($err, qr/\Ajukictl: [^\n]+\n\z/, "usage: $name: one line");
+    unlike($err, qr/123456789012|\bpw\b/, "usage: $name: no secret echoed");
 }
+
+($rc, $out, $err) = jk('disclose', '--resident-code', '123456789012',
+                       '--key', $path_a);
+like($err, qr/on the command line shows in the process list; give it on (?#
+              )standard input/, 'disclose: a literal code: says why');
+($rc, $out, $err) = jk('status', '--password', 'pw');
+like($err, qr/JUKI_REDIS_PASSWORD or give --password-file/,
+     'a literal password: says what to use');
 
 ($rc, $out, $err) = jk('verify', '--help');
 is($rc, 0, 'verify --help exits 0');
@@ -538,7 +616,7 @@ like($out, qr/usage: jukictl verify/, 'verify --help');
 # --- unreachable Redis ---
 
 for my $cmd ([ 'status' ], [ 'verify', '--key', $path_a ],
-             [ 'report', '--from', $day1, '--to', $day2 ],
+             [ 'report', '--from', $day1, '--to', $day2, '--key', $path_a ],
              [ 'stop', '--reason', 'x', '--key', $path_a ]) {
     ($rc, $out, $err) = jk(@$cmd, '--redis', '127.0.0.1:1');
     is($rc, 2, "unreachable Redis: $cmd->[0] exits 2");
@@ -656,8 +734,9 @@ my @wl = split /\n/, $out;
 is_deeply([ @wl[0 .. 2] ], [ 'malformed: not json', 'malformed: {"rule":"x",',
                              'malformed: [1,2]\x1b[2J' ],
           'watch: malformed messages printed with a prefix, escaped');
-like($wl[3], qr/^\d{4}-\d\d-\d\dT[\d:.]+Z ALERT odd agency=a\\u001b"b$/,
-     'watch: an alert without time or counts');
+like($wl[3], qr/^\d{4}-\d\d-\d\dT[\d:.]+Z ALERT odd agency=a\\x1b"b$/,
+     'watch: an alert without time or counts, its escapes decoded, then'
+     . ' escaped for the terminal');
 
 ($pid, $fh) = watch_start('--count', 1, '--format', 'json', '--timeout',
                           10);

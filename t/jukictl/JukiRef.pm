@@ -1,6 +1,7 @@
-# Reference implementation of docs/audit.md, for t/jukictl.t and
-# t/jukictl/gen.pl: key derivation, the three record types, a synthetic
-# trail, and a small RESP client (core Perl only).
+# Reference implementation of docs/audit.md, for t/jukictl*.t and
+# t/jukictl/gen.pl: key derivation, the four record types (A2 audit, C2
+# completion, S1 summary, K1 control), a synthetic trail, and a small RESP
+# client (core Perl only).
 
 package JukiRef;
 
@@ -11,14 +12,30 @@ use Digest::SHA qw(sha256_hex hmac_sha256 hmac_sha256_hex);
 use IO::Socket::INET;
 
 our @AUDIT = qw(id ts node writer seq kid agency kind cert operator purpose
-                subject method uri decision prev mac dmac);
-our @DONE = qw(id phase ts node writer seq kid status bytes upstream_ms prev
-               mac);
+                subject method uri decision prev mac);
+our @DONE = qw(id phase ts node writer seq kid decision status bytes
+               upstream_ms prev mac);
+our @SUMMARY = qw(id phase ts node writer seq kid cause second recorded
+                  suppressed prev mac);
 our @CONTROL = qw(id phase ts node writer seq kid action scope agency
                   operator reason actor prev mac);
-our @REASONS = qw(unverified_certificate unknown_agency bad_purpose
-                  bad_operator purpose_not_permitted resident_code_forbidden
-                  stopped rate_limited);
+# decided by the gateway (bound by the audit record's mac) ...
+our @GATEWAY_REASONS = qw(unverified_certificate unknown_agency bad_request
+                          bad_purpose bad_operator purpose_not_permitted
+                          resident_code_forbidden);
+# ... and by Redis (confirmed by a completion record)
+our @REDIS_DECISIONS = qw(allow deny:stopped deny:rate_limited);
+our @REASONS = (@GATEWAY_REASONS, qw(stopped rate_limited));
+
+my %REDIS_DECIDED = map { $_ => 1 } @REDIS_DECISIONS;
+
+# the bound of an audit record's mac: the decision, or "redis"
+sub bound {
+    my ($decision) = @_;
+    return $REDIS_DECIDED{$decision} ? 'redis' : $decision;
+}
+
+sub redis_decided { return $REDIS_DECIDED{ $_[0] } ? 1 : 0 }
 
 sub ns { my ($v) = @_; return length($v) . ':' . $v . ',' }
 
@@ -44,26 +61,29 @@ sub writer {
 }
 
 # fields: hash of the record's values except id writer seq kid prev mac
-# dmac (and phase); returns [name, value, ...] in contract order
+# (and phase; a completion's id is the audit id it completes); returns
+# [name, value, ...] in contract order.  An audit record's mac binds
+# bound(decision), or $f{bound} when given (to forge one in a test).
 sub record {
     my ($w, $type, %f) = @_;
     my $seq = ++$w->{seq};
-    my ($tag, @names) = $type eq 'audit' ? ('A1', @AUDIT)
-                      : $type eq 'done' ? ('C1', @DONE)
+    my ($tag, @names) = $type eq 'audit' ? ('A2', @AUDIT)
+                      : $type eq 'done' ? ('C2', @DONE)
+                      : $type eq 'summary' ? ('S1', @SUMMARY)
                       : ('K1', @CONTROL);
+    my $bound = delete $f{bound};
     $f{id} //= "$w->{name}-$seq";
-    $f{phase} = $type eq 'done' ? 'done' : 'control' if $type ne 'audit';
+    $f{phase} = $type if $type eq 'done' || $type eq 'summary';
+    $f{phase} = 'control' if $type eq 'control';
     $f{writer} = $w->{name};
     $f{seq} = $seq;
     $f{kid} = $w->{key}{kid};
     $f{prev} = $w->{prev};
-    my $m = $tag . join '', map { ns($f{$_} // '') }
-                            grep { !/^(decision|mac|dmac)$/ } @names;
+    my @covered = grep { $_ ne 'mac'
+                         && !($type eq 'audit' && $_ eq 'decision') } @names;
+    my $m = $tag . join '', map { ns($f{$_} // '') } @covered;
+    $m .= ns($bound // bound($f{decision} // '')) if $type eq 'audit';
     $f{mac} = hmac_sha256_hex($m, $w->{key}{k_mac});
-    if ($type eq 'audit') {
-        $f{dmac} = hmac_sha256_hex('D1' . ns($f{mac}) . ns($f{decision}),
-                                   $w->{key}{k_mac});
-    }
     $w->{prev} = $f{mac};
     return [ map { ($_, $f{$_} // '') } @names ];
 }
@@ -89,7 +109,11 @@ sub set_field {
 # a synthetic trail (returned, or passed record by record to emit);
 # entry ids are assigned as Redis does (per stream:
 # ms-0, ms-1, ... within one millisecond), so records of one writer in
-# different streams within one ms come out of a merge by id swapped
+# different streams within one ms come out of a merge by id swapped.
+# Every request Redis decided (allow, stopped, rate_limited) gets its
+# completion, in the same stream, when its writer next writes; with
+# summaries => 1 a summary record of suppressed refusals follows now and
+# then an unknown-agency refusal.
 sub trail {
     my (%o) = @_;
     my $n = $o{requests};
@@ -100,6 +124,10 @@ sub trail {
     my $step = $o{step_ms} // 1;
     my (%last, @recs, %todo);
     my $rand = $o{rand} // sub { int(rand($_[0])) };
+
+    my $status = sub {
+        return $_[0] eq 'allow' ? 200 : $_[0] eq 'deny:stopped' ? 503 : 429;
+    };
 
     my $add = sub {
         my ($w, $agency, $type, %f) = @_;
@@ -118,20 +146,23 @@ sub trail {
     for my $i (1 .. $n) {
         my $w = $writers[$rand->(scalar @writers)];
         if (my $t = shift @{ $todo{$w->{name}} // [] }) {
+            my $allow = $t->{decision} eq 'allow';
             $add->($w, $t->{agency}, 'done', id => $t->{id}, ts => $ms,
-                   node => 'gw-1', status => 200, bytes => 100 + $i,
-                   upstream_ms => $rand->(50));
+                   node => 'gw-1', decision => $t->{decision},
+                   status => $status->($t->{decision}), bytes => 100 + $i,
+                   upstream_ms => $allow ? $rand->(50) : '');
         }
         my $ai = $rand->(scalar(@agencies) + 1);
         my ($agency, $kind, $purposes) = $ai < @agencies
             ? @{ $agencies[$ai] } : ('', '', ['pension.benefit']);
         my $purpose = $purposes->[$rand->(scalar @$purposes)];
         my $code = $codes[$rand->(scalar @codes)];
-        my $r = $rand->(10);
+        my $r = $rand->(11);
         my $decision = $agency eq '' ? 'deny:unknown_agency'
                      : $r < 7 ? 'allow'
                      : 'deny:' . (qw(stopped rate_limited
-                                     purpose_not_permitted))[$r - 7];
+                                     purpose_not_permitted
+                                     bad_request))[$r - 7];
         my $id = "$w->{name}-" . ($w->{seq} + 1);
         $add->($w, $agency, 'audit', ts => $ms, node => 'gw-1',
                agency => $agency, kind => $kind,
@@ -140,8 +171,24 @@ sub trail {
                subject => pseudonym($w->{key}, $code), method => 'GET',
                uri => '/v1/residents/', decision => $decision,
                resident => $code);
-        push @{ $todo{$w->{name}} }, { agency => $agency, id => $id }
-            if $decision eq 'allow';
+        push @{ $todo{$w->{name}} }, { agency => $agency, id => $id,
+                                       decision => $decision }
+            if redis_decided($decision);
+        if ($o{summaries} && $agency eq '' && $rand->(2) == 0) {
+            $add->($w, '', 'summary', ts => $ms, node => 'gw-1',
+                   cause => 'unknown_agency', second => int($ms / 1000),
+                   recorded => 1, suppressed => 1 + $rand->(5));
+        }
+    }
+
+    # the completions still owed
+    for my $w (@writers) {
+        while (my $t = shift @{ $todo{$w->{name}} // [] }) {
+            $add->($w, $t->{agency}, 'done', id => $t->{id}, ts => $ms,
+                   node => 'gw-1', decision => $t->{decision},
+                   status => $status->($t->{decision}), bytes => 1,
+                   upstream_ms => '');
+        }
     }
 
     return \@recs;

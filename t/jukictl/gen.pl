@@ -1,8 +1,10 @@
 #!/usr/bin/perl
 
-# Writes a synthetic audit trail of about N records as Redis protocol on
-# standard output, for: perl t/jukictl/gen.pl N KEYFILE | redis-cli --pipe
-# Entry ids are explicit, starting two days ago (UTC).
+# Writes a synthetic audit trail of about N records (A2 audit, C2
+# completion, S1 summary; docs/audit.md) as Redis protocol on standard
+# output, for: perl t/jukictl/gen.pl N KEYFILE | redis-cli --pipe
+# Entry ids are explicit, starting two days ago (UTC); each record's ts is
+# its entry id's millisecond.
 
 use strict;
 use warnings;
@@ -32,8 +34,10 @@ print JukiRef::resp('HSET', 'juki:purposes', 'tax.local',
                     'Local Tax Act, art. 5', 'pension.benefit',
                     'Basic Resident Registration Act, Annex 1, item 1');
 
-JukiRef::trail(requests => int($n / 1.646), writers => \@w,
-               agencies => \@agencies, codes => \@codes,
+# about 1.79 records a request: every decision Redis made is completed,
+# and some refusals of the unidentified are summarised
+JukiRef::trail(requests => int($n / 1.79), writers => \@w,
+               agencies => \@agencies, codes => \@codes, summaries => 1,
                start_ms => (int(time() / 86400) - 2) * 86400000,
                emit => sub {
                    $out .= JukiRef::resp(JukiRef::xadd_args($_[0]));
