@@ -1202,6 +1202,7 @@ ngx_http_juki_redis_timer_handler(ngx_event_t *ev)
 
     ngx_queue_t          *q;
     ngx_msec_int_t        left;
+    ngx_connection_t     *c;
     ngx_http_juki_cmd_t  *cmd;
 
     if (ngx_queue_empty(&rc->pending)) {
@@ -1221,11 +1222,18 @@ ngx_http_juki_redis_timer_handler(ngx_event_t *ev)
 
     ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
 
+    /* the set-up commands are pending from the connect on */
+
+    c = rc->peer.connection;
+
     ngx_http_juki_redis_log(ngx_http_juki_log, NGX_HTTP_JUKI_LOG_TIMEOUT,
-                            "redis %V timed out after %M ms, "
+                            "redis %V timed out after %M ms%s, "
                             "%ui commands pending",
                             &ngx_http_juki_jmcf->redis->address,
                             ngx_http_juki_jmcf->redis->timeout,
+                            rc->connected ? ""
+                            : (c && c->ssl) ? " in the TLS handshake"
+                            : " while connecting",
                             rc->npending);
 
     ngx_http_juki_redis_drop(rc);
