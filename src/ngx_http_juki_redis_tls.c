@@ -223,9 +223,9 @@ static ngx_int_t
 ngx_http_juki_redis_tls_file(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *path)
 {
-    ngx_str_t       full;
-    ngx_fd_t        fd;
-    ngx_file_info_t fi;
+    ngx_fd_t          fd;
+    ngx_str_t         full;
+    ngx_file_info_t   fi;
 
     full = *path;
 
