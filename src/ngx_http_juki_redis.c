@@ -437,7 +437,8 @@ ngx_http_juki_redis_log_context(ngx_log_t *log, u_char *buf, size_t len)
 
 /*
  * NGINX formatted the line for the error logs: it is written to them, at
- * most one line a second, the count of those left out in the next one
+ * most one line a second per level (an info line does not hide an error),
+ * the count of those left out in the next one
  */
 
 static void
@@ -448,19 +449,19 @@ ngx_http_juki_redis_log_writer(ngx_log_t *log, ngx_uint_t level,
     ngx_log_t   *l;
     ngx_uint_t   n;
 
-    static time_t      last;
-    static ngx_uint_t  suppressed;
+    static time_t      last[NGX_LOG_DEBUG];
+    static ngx_uint_t  suppressed[NGX_LOG_DEBUG];
 
     if (level < NGX_LOG_DEBUG) {
 
-        if (last == ngx_time()) {
-            suppressed++;
+        if (last[level] == ngx_time()) {
+            suppressed[level]++;
             return;
         }
 
-        last = ngx_time();
-        n = suppressed;
-        suppressed = 0;
+        last[level] = ngx_time();
+        n = suppressed[level];
+        suppressed[level] = 0;
 
         if (n && len > NGX_LINEFEED_SIZE && len <= sizeof(line)) {
             p = ngx_cpymem(line, buf, len - NGX_LINEFEED_SIZE);
