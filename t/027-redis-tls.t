@@ -186,9 +186,9 @@ qr/\[error\] .*juki: redis 127\.0\.0\.1:\d+ unavailable: certificate does not ma
 
 
 
-=== TEST 4: Redis wants a client certificate, cert= and key= give it [backend 2]
+=== TEST 4: Redis wants a client certificate, cert= and key= give it, on both connections [backend 2]
 --- http_config eval
-main::config(redis => "127.0.0.1:$ENV{TEST_NGINX_MTLS_PORT}",
+main::config(redis => "127.0.0.1:$ENV{TEST_NGINX_MTLS_PORT} connections=2",
              tls => "ca=$ENV{TEST_NGINX_PKI}/ca.pem name=redis.test "
                     . "cert=$ENV{TEST_NGINX_PKI}/redis-client.pem "
                     . "key=$ENV{TEST_NGINX_PKI}/redis-client.key")
