@@ -22,6 +22,12 @@ cleanup() {
         redis-cli -s "$work/redis-3/redis.sock" -a ops-secret \
             --no-auth-warning shutdown nosave >/dev/null 2>&1 || true
     fi
+    # the TLS ones (t/027-redis-tls.t), by the pid each wrote
+    for pidfile in "$work"/redis-tls-*/redis.pid; do
+        if [ -f "$pidfile" ]; then
+            kill "$(cat "$pidfile")" >/dev/null 2>&1 || true
+        fi
+    done
     if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi
 }
 trap cleanup EXIT

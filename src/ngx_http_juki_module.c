@@ -107,6 +107,13 @@ static ngx_command_t  ngx_http_juki_commands[] = {
       0,
       NULL },
 
+    { ngx_string("juki_redis_tls"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_juki_redis_tls,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("juki_audit_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_juki_audit_key,
@@ -539,48 +546,16 @@ ngx_http_juki_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (u.family == AF_UNIX) {
-        /* hiredis wants the path alone, NUL-terminated */
-        rcf->unix_path.len = value[1].len - 5;
-        rcf->unix_path.data = ngx_pnalloc(cf->pool, rcf->unix_path.len + 1);
-        if (rcf->unix_path.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memcpy(rcf->unix_path.data, value[1].data + 5,
-                   rcf->unix_path.len);
-        rcf->unix_path.data[rcf->unix_path.len] = '\0';
-
-    } else {
-        if (u.naddrs == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "no address found for \"juki_redis\" \"%V\"",
-                               &u.url);
-            return NGX_CONF_ERROR;
-        }
-
-        /* resolved here, once: a worker must never wait on DNS */
-
-        rcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-        if (rcf->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        rcf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
-                                      u.addrs[0].socklen, rcf->host.data,
-                                      NGX_SOCKADDR_STRLEN, 0);
-        rcf->host.data[rcf->host.len] = '\0';
-
-        /* hiredis takes an IPv6 address without brackets */
-
-        if (rcf->host.data[0] == '[') {
-            rcf->host.data++;
-            rcf->host.len -= 2;
-            rcf->host.data[rcf->host.len] = '\0';
-        }
-
-        rcf->port = u.port;
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no address found for \"juki_redis\" \"%V\"",
+                           &u.url);
+        return NGX_CONF_ERROR;
     }
+
+    /* resolved here, once: a worker must never wait on DNS */
+
+    rcf->addr = u.addrs[0];
 
     for (i = 2; i < cf->args->nelts; i++) {
 

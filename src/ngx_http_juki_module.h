@@ -13,7 +13,6 @@
 #include <ngx_http.h>
 
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 
 #define NGX_HTTP_JUKI_NAME_MAX        64
@@ -100,15 +99,19 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                    address;     /* as written, for logs */
-    ngx_str_t                    host;        /* numeric, resolved once */
-    in_port_t                    port;
-    ngx_str_t                    unix_path;
+    ngx_addr_t                   addr;        /* resolved once */
     ngx_str_t                    password;
     ngx_str_t                    user;
     ngx_int_t                    db;
     ngx_msec_t                   timeout;
     ngx_uint_t                   connections;
 } ngx_http_juki_redis_conf_t;
+
+
+typedef struct {
+    ngx_ssl_t                    ssl;         /* CA, client certificate */
+    ngx_str_t                    name;        /* NUL-terminated */
+} ngx_http_juki_redis_tls_t;
 
 
 #define NGX_HTTP_JUKI_RULE_DISTINCT      1
@@ -150,6 +153,7 @@ typedef struct {
     size_t                       subject_max;
 
     ngx_http_juki_redis_conf_t  *redis;
+    ngx_http_juki_redis_tls_t   *redis_tls;   /* NULL: plaintext */
 
     ngx_str_t                    key_file;
     u_char                       mac_key[32];
@@ -200,16 +204,29 @@ struct ngx_http_juki_cmd_s {
 };
 
 struct ngx_http_juki_redis_conn_s {
-    redisAsyncContext           *ac;         /* NULL while down */
-    redisAsyncContext           *bound;      /* the context our hooks serve */
-    ngx_connection_t            *connection;
+    ngx_peer_connection_t        peer;       /* .connection NULL while down */
+    ngx_log_t                    log;        /* of NGINX's own lines on it */
+    redisReader                 *reader;
+    ngx_uint_t                   generation; /* moves on at every close */
+
+    /*
+     * the write buffer: commands are appended as requests send them and
+     * go out together from a posted write event, at the end of the turn
+     * of the event loop; out_sent .. out_len is not written yet
+     */
+    u_char                      *out;
+    size_t                       out_size;
+    size_t                       out_sent;
+    size_t                       out_len;
+
     ngx_event_t                  timer;      /* oldest command's deadline */
     ngx_event_t                  reconnect;
-    ngx_queue_t                  pending;
+    ngx_queue_t                  pending;    /* sent, waiting, in order */
     ngx_uint_t                   npending;
     ngx_msec_t                   backoff;
     ngx_msec_t                   last_attempt;
     ngx_uint_t                   attempts;
+    unsigned                     connected:1; /* TCP and TLS up: may write */
 
     /* the audit chain of the writer this connection is */
     u_char                       writer[NGX_HTTP_JUKI_WRITER_LEN];
@@ -236,7 +253,18 @@ void ngx_http_juki_redis_log(ngx_log_t *log, ngx_uint_t cause,
 #define NGX_HTTP_JUKI_LOG_TIMEOUT       1
 #define NGX_HTTP_JUKI_LOG_REPLY         2
 #define NGX_HTTP_JUKI_LOG_COMPLETION    3
-#define NGX_HTTP_JUKI_LOG_NCAUSES       4
+#define NGX_HTTP_JUKI_LOG_TLS           4
+#define NGX_HTTP_JUKI_LOG_NCAUSES       5
+
+
+/* TLS to Redis: ngx_http_juki_redis_tls.c */
+
+char *ngx_http_juki_redis_tls(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_juki_redis_tls_start(ngx_connection_t *c,
+    ngx_http_juki_redis_tls_t *tls, ngx_connection_handler_pt handler);
+ngx_int_t ngx_http_juki_redis_tls_verify(ngx_connection_t *c,
+    ngx_http_juki_redis_tls_t *tls, ngx_str_t *address);
 
 
 

@@ -1,20 +1,25 @@
 
 /*
- * juki-gateway: hiredis's async API on NGINX's event loop.
+ * juki-gateway: the Redis connection layer, on NGINX's own sockets.
  *
- * Each worker keeps "connections=" connections.  A connection accepts
- * commands from the moment its connect starts; hiredis buffers them and
- * commands of concurrent requests share a write (pipelining).  Replies come
- * in order, so one timer per connection, set to the oldest command's
- * deadline, bounds every command's wait.  Any failure (timeout, an error
- * in the handshake, a disconnect) drops the connection: the pending
- * commands fail at once and the next connection is a new audit writer.
+ * Each worker keeps "connections=" connections, opened with NGINX's peer
+ * connection (and its SSL layer when juki_redis_tls is set); hiredis only
+ * parses the replies (redisReader).  A connection accepts commands from
+ * the moment its connect starts: they are appended to its write buffer,
+ * and a posted write event sends everything one turn of the event loop
+ * queued in one write (pipelining).  Replies come in order, so a FIFO of
+ * pending commands matches them, and one timer per connection, set to the
+ * oldest command's deadline, bounds every command's wait.  Any failure (a
+ * timeout, a failed connect or TLS handshake, an error in the set-up, a
+ * disconnect) drops the connection: the pending commands fail at once and
+ * the next connection is a new audit writer.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include <ngx_event_connect.h>
 #include <ngx_http.h>
 
 #include "ngx_http_juki_module.h"
@@ -24,29 +29,35 @@
 #define NGX_HTTP_JUKI_BACKOFF_MIN     100
 #define NGX_HTTP_JUKI_BACKOFF_MAX     1000
 #define NGX_HTTP_JUKI_RETRY_ON_DEMAND 10
+#define NGX_HTTP_JUKI_OUT_MIN         4096
+#define NGX_HTTP_JUKI_OUT_KEEP        65536
+#define NGX_HTTP_JUKI_READ_SIZE       16384
 
 
 static void ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc);
-static void ngx_http_juki_redis_drop(ngx_http_juki_redis_conn_t *rc);
-static void ngx_http_juki_redis_schedule(ngx_http_juki_redis_conn_t *rc);
+static ngx_int_t ngx_http_juki_redis_test_connect(ngx_connection_t *c);
+static void ngx_http_juki_redis_connected(ngx_http_juki_redis_conn_t *rc);
+static void ngx_http_juki_redis_tls_done(ngx_connection_t *c);
+static void ngx_http_juki_redis_ready(ngx_http_juki_redis_conn_t *rc);
 static void ngx_http_juki_redis_handshake(ngx_http_juki_redis_conn_t *rc);
 static ngx_int_t ngx_http_juki_redis_handshake_reply(
     ngx_http_juki_cmd_t *cmd, redisReply *reply);
-static void ngx_http_juki_redis_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
-static void ngx_http_juki_redis_connected(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_juki_redis_disconnected(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_juki_redis_read_handler(ngx_event_t *ev);
-static void ngx_http_juki_redis_write_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_juki_redis_grow(ngx_http_juki_redis_conn_t *rc,
+    size_t len);
+static void ngx_http_juki_redis_flush(ngx_http_juki_redis_conn_t *rc);
+static ngx_int_t ngx_http_juki_redis_replies(ngx_http_juki_redis_conn_t *rc);
+static void ngx_http_juki_redis_lost(ngx_http_juki_redis_conn_t *rc,
+    const char *why);
+static void ngx_http_juki_redis_drop(ngx_http_juki_redis_conn_t *rc);
+static void ngx_http_juki_redis_schedule(ngx_http_juki_redis_conn_t *rc);
+static void ngx_http_juki_redis_read_handler(ngx_event_t *rev);
+static void ngx_http_juki_redis_write_handler(ngx_event_t *wev);
 static void ngx_http_juki_redis_timer_handler(ngx_event_t *ev);
 static void ngx_http_juki_redis_reconnect_handler(ngx_event_t *ev);
-static void ngx_http_juki_redis_add_read(void *privdata);
-static void ngx_http_juki_redis_del_read(void *privdata);
-static void ngx_http_juki_redis_add_write(void *privdata);
-static void ngx_http_juki_redis_del_write(void *privdata);
-static void ngx_http_juki_redis_cleanup(void *privdata);
+static u_char *ngx_http_juki_redis_log_context(ngx_log_t *log, u_char *buf,
+    size_t len);
+static void ngx_http_juki_redis_log_writer(ngx_log_t *log, ngx_uint_t level,
+    u_char *buf, size_t len);
 static uint64_t ngx_http_juki_now_us(void);
 
 
@@ -59,8 +70,6 @@ static ngx_uint_t                   ngx_http_juki_nconns;
 static ngx_uint_t                   ngx_http_juki_next;
 static ngx_log_t                   *ngx_http_juki_log;
 static ngx_queue_t                  ngx_http_juki_free_cmds;
-static u_char                      *ngx_http_juki_fmt;
-static size_t                       ngx_http_juki_fmt_size;
 
 
 ngx_int_t
@@ -86,6 +95,21 @@ ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
         rc = &ngx_http_juki_conns[i];
 
         ngx_queue_init(&rc->pending);
+
+        /*
+         * NGINX's own lines about the socket (connect(), SSL, recv())
+         * go through a writer that limits them as ngx_http_juki_redis_log()
+         * limits ours: a dead Redis must not flood the log
+         */
+
+        rc->log = *cycle->log;
+        rc->log.connection = 0;
+        rc->log.handler = ngx_http_juki_redis_log_context;
+        rc->log.data = rc;
+        rc->log.writer = ngx_http_juki_redis_log_writer;
+        rc->log.wdata = cycle->log;
+        rc->log.action = NULL;
+        rc->log.next = NULL;
 
         rc->timer.handler = ngx_http_juki_redis_timer_handler;
         rc->timer.data = rc;
@@ -127,9 +151,9 @@ ngx_http_juki_redis_exit_worker(void)
 
         ngx_http_juki_redis_drop(rc);
 
-        if (rc->reconnect.timer_set) {
-            ngx_del_timer(&rc->reconnect);
-        }
+        ngx_free(rc->out);
+        rc->out = NULL;
+        rc->out_size = 0;
     }
 
     while (!ngx_queue_empty(&ngx_http_juki_free_cmds)) {
@@ -139,10 +163,6 @@ ngx_http_juki_redis_exit_worker(void)
     }
 
     ngx_http_juki_conns = NULL;
-
-    ngx_free(ngx_http_juki_fmt);
-    ngx_http_juki_fmt = NULL;
-    ngx_http_juki_fmt_size = 0;
 
     ngx_http_juki_crypto_cleanup();
 }
@@ -185,7 +205,7 @@ ngx_http_juki_redis_pick(void)
     for (i = 0; i < ngx_http_juki_nconns; i++) {
         rc = &ngx_http_juki_conns[ngx_http_juki_next++ % ngx_http_juki_nconns];
 
-        if (rc->ac) {
+        if (rc->peer.connection) {
             return rc;
         }
     }
@@ -208,7 +228,7 @@ ngx_http_juki_redis_pick(void)
 
             ngx_http_juki_redis_connect(rc);
 
-            if (rc->ac) {
+            if (rc->peer.connection) {
                 return rc;
             }
         }
@@ -218,22 +238,30 @@ ngx_http_juki_redis_pick(void)
 }
 
 
+/*
+ * Appends the command to the connection's write buffer and queues it for
+ * its reply.  Nothing is written here: the posted write event sends, at
+ * the end of this turn of the event loop, every command queued in it, in
+ * one write.  Group commit builds on that.
+ */
+
 ngx_int_t
 ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
     const char **argv, const size_t *argvlen, ngx_http_juki_cmd_t *cmd)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_int_t   i;
+    u_char            *p;
+    size_t             len;
+    ngx_int_t          i;
+    ngx_event_t       *wev;
+    ngx_connection_t  *c;
 
-    if (rc->ac == NULL) {
+    c = rc->peer.connection;
+
+    if (c == NULL) {
         return NGX_ERROR;
     }
 
-    /*
-     * the command in RESP, formatted here in one pass into a buffer the
-     * worker keeps: hiredis's own formatting grows an sds per argument
-     */
+    /* RESP, formatted in one pass straight into the write buffer */
 
     len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
 
@@ -241,19 +269,13 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
         len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
     }
 
-    if (len > ngx_http_juki_fmt_size) {
-        ngx_free(ngx_http_juki_fmt);
-
-        ngx_http_juki_fmt_size = ngx_max(len, 4096);
-        ngx_http_juki_fmt = ngx_alloc(ngx_http_juki_fmt_size,
-                                      ngx_http_juki_log);
-        if (ngx_http_juki_fmt == NULL) {
-            ngx_http_juki_fmt_size = 0;
-            return NGX_ERROR;
-        }
+    if (rc->out_size - rc->out_len < len
+        && ngx_http_juki_redis_grow(rc, len) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    p = ngx_sprintf(ngx_http_juki_fmt, "*%i\r\n", (ngx_int_t) argc);
+    p = ngx_sprintf(rc->out + rc->out_len, "*%i\r\n", (ngx_int_t) argc);
 
     for (i = 0; i < argc; i++) {
         p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
@@ -266,13 +288,7 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
         *p++ = '\n';
     }
 
-    if (redisAsyncFormattedCommand(rc->ac, ngx_http_juki_redis_reply, cmd,
-                                   (char *) ngx_http_juki_fmt,
-                                   p - ngx_http_juki_fmt)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
+    rc->out_len = p - rc->out;
 
     cmd->deadline = ngx_current_msec + ngx_http_juki_jmcf->redis->timeout;
     cmd->sent_us = ngx_http_juki_now_us();
@@ -283,6 +299,54 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
     if (!rc->timer.timer_set) {
         ngx_add_timer(&rc->timer, ngx_http_juki_jmcf->redis->timeout);
     }
+
+    /* before the connection is up, its completion writes the buffer */
+
+    wev = c->write;
+
+    if (rc->connected && !wev->posted) {
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Room for len more bytes.  The bytes not written yet move to the start
+ * of the new buffer: an SSL_write() to be repeated sees the same bytes at
+ * another address, which SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows
+ */
+
+static ngx_int_t
+ngx_http_juki_redis_grow(ngx_http_juki_redis_conn_t *rc, size_t len)
+{
+    u_char  *out;
+    size_t   size, unsent;
+
+    unsent = rc->out_len - rc->out_sent;
+
+    size = ngx_max(rc->out_size * 2, NGX_HTTP_JUKI_OUT_MIN);
+
+    while (size < unsent + len) {
+        size *= 2;
+    }
+
+    out = ngx_alloc(size, ngx_http_juki_log);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (unsent) {
+        ngx_memcpy(out, rc->out + rc->out_sent, unsent);
+    }
+
+    ngx_free(rc->out);
+
+    rc->out = out;
+    rc->out_size = size;
+    rc->out_sent = 0;
+    rc->out_len = unsent;
 
     return NGX_OK;
 }
@@ -359,11 +423,78 @@ ngx_http_juki_redis_log(ngx_log_t *log, ngx_uint_t cause, const char *fmt,
 }
 
 
+static u_char *
+ngx_http_juki_redis_log_context(ngx_log_t *log, u_char *buf, size_t len)
+{
+    if (log->action == NULL) {
+        return buf;
+    }
+
+    return ngx_snprintf(buf, len, " while %s redis %V", log->action,
+                        &ngx_http_juki_jmcf->redis->address);
+}
+
+
+/*
+ * NGINX formatted the line for the error logs: it is written to them, at
+ * most one line a second per level (an info line does not hide an error),
+ * the count of those left out in the next one
+ */
+
+static void
+ngx_http_juki_redis_log_writer(ngx_log_t *log, ngx_uint_t level,
+    u_char *buf, size_t len)
+{
+    u_char      *p, line[NGX_MAX_ERROR_STR];
+    ngx_log_t   *l;
+    ngx_uint_t   n;
+
+    static time_t      last[NGX_LOG_DEBUG];
+    static ngx_uint_t  suppressed[NGX_LOG_DEBUG];
+
+    if (level < NGX_LOG_DEBUG) {
+
+        if (last[level] == ngx_time()) {
+            suppressed[level]++;
+            return;
+        }
+
+        last[level] = ngx_time();
+        n = suppressed[level];
+        suppressed[level] = 0;
+
+        if (n && len > NGX_LINEFEED_SIZE && len <= sizeof(line)) {
+            p = ngx_cpymem(line, buf, len - NGX_LINEFEED_SIZE);
+            p = ngx_slprintf(p, line + sizeof(line) - NGX_LINEFEED_SIZE,
+                             " (%ui similar suppressed)", n);
+            ngx_linefeed(p);
+
+            buf = line;
+            len = p - line;
+        }
+    }
+
+    for (l = log->wdata; l; l = l->next) {
+
+        if (l->log_level < level) {
+            break;
+        }
+
+        if (l->writer) {
+            l->writer(l, level, buf, len);
+            continue;
+        }
+
+        (void) ngx_write_fd(l->file->fd, buf, len);
+    }
+}
+
+
 static void
 ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
 {
+    ngx_int_t                    n;
     ngx_connection_t            *c;
-    redisAsyncContext           *ac;
     ngx_http_juki_redis_conf_t  *rcf;
 
     rcf = ngx_http_juki_jmcf->redis;
@@ -373,60 +504,57 @@ ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
         ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_RECONNECTS, 1);
     }
 
-    /* the address is numeric, resolved at configuration time */
-
-    if (rcf->unix_path.len) {
-        ac = redisAsyncConnectUnix((char *) rcf->unix_path.data);
-
-    } else {
-        ac = redisAsyncConnect((char *) rcf->host.data, rcf->port);
-    }
-
-    if (ac == NULL) {
+    rc->reader = redisReaderCreate();
+    if (rc->reader == NULL) {
         ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
-                      "juki: redis context allocation failed");
+                      "juki: redis reader allocation failed");
         ngx_http_juki_redis_schedule(rc);
         return;
     }
 
-    if (ac->err) {
+    /* the address is numeric, resolved at configuration time */
+
+    ngx_memzero(&rc->peer, sizeof(ngx_peer_connection_t));
+
+    rc->peer.sockaddr = rcf->addr.sockaddr;
+    rc->peer.socklen = rcf->addr.socklen;
+    rc->peer.name = &rcf->address;
+    rc->peer.get = ngx_event_get_peer;
+    rc->peer.log = &rc->log;
+    rc->peer.log_error = NGX_ERROR_ERR;
+    rc->peer.so_keepalive = 1;
+
+    rc->log.connection = 0;
+    rc->log.action = "connecting to";
+
+    n = ngx_event_connect_peer(&rc->peer);
+
+    if (n != NGX_OK && n != NGX_AGAIN) {
+        /* NGINX logged why */
+        rc->peer.connection = NULL;
+
+        redisReaderFree(rc->reader);
+        rc->reader = NULL;
+
         ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
         ngx_http_juki_redis_log(ngx_http_juki_log,
                                 NGX_HTTP_JUKI_LOG_UNAVAILABLE,
-                                "redis %V unavailable: %s", &rcf->address,
-                                ac->errstr);
-        redisAsyncFree(ac);
+                                "redis %V unavailable: cannot connect",
+                                &rcf->address);
         ngx_http_juki_redis_schedule(rc);
         return;
     }
 
-    c = ngx_get_connection(ac->c.fd, ngx_http_juki_log);
-    if (c == NULL) {
-        redisAsyncFree(ac);
-        ngx_http_juki_redis_schedule(rc);
-        return;
-    }
+    c = rc->peer.connection;
 
     c->data = rc;
     c->read->handler = ngx_http_juki_redis_read_handler;
     c->write->handler = ngx_http_juki_redis_write_handler;
-    c->read->log = ngx_http_juki_log;
-    c->write->log = ngx_http_juki_log;
 
-    rc->ac = ac;
-    rc->bound = ac;
-    rc->connection = c;
-
-    ac->data = rc;
-    ac->ev.data = rc;
-    ac->ev.addRead = ngx_http_juki_redis_add_read;
-    ac->ev.delRead = ngx_http_juki_redis_del_read;
-    ac->ev.addWrite = ngx_http_juki_redis_add_write;
-    ac->ev.delWrite = ngx_http_juki_redis_del_write;
-    ac->ev.cleanup = ngx_http_juki_redis_cleanup;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_juki_redis_connected);
-    redisAsyncSetDisconnectCallback(ac, ngx_http_juki_redis_disconnected);
+    rc->log.connection = c->number;
+    rc->connected = 0;
+    rc->out_sent = 0;
+    rc->out_len = 0;
 
     /* a new connection is a new audit writer, its chain starts afresh */
 
@@ -442,8 +570,148 @@ ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
     rc->seq = 0;
     rc->has_prev = 0;
 
-    ngx_http_juki_redis_add_read(rc);
+    /* commands are small and go out at once, as hiredis had it */
+
+    if (rcf->addr.sockaddr->sa_family != AF_UNIX
+        && ngx_tcp_nodelay(c) != NGX_OK)
+    {
+        ngx_http_juki_redis_drop(rc);
+        return;
+    }
+
+    /* the set-up goes first in the buffer, before any request's command */
+
     ngx_http_juki_redis_handshake(rc);
+
+    if (n == NGX_OK && rc->peer.connection == c) {
+        ngx_http_juki_redis_connected(rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_juki_redis_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+#if (NGX_HAVE_KQUEUE)
+
+    if (ngx_event_flags & NGX_USE_KQUEUE_EVENT) {
+        if (c->write->pending_eof || c->read->pending_eof) {
+            err = c->write->pending_eof ? c->write->kq_errno
+                                        : c->read->kq_errno;
+
+            (void) ngx_connection_error(c, err, "connect() failed");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+#endif
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        (void) ngx_connection_error(c, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* TCP is up: TLS next, when configured, then the buffer goes out */
+
+static void
+ngx_http_juki_redis_connected(ngx_http_juki_redis_conn_t *rc)
+{
+    ngx_int_t          n;
+    ngx_connection_t  *c;
+
+    c = rc->peer.connection;
+
+    if (ngx_http_juki_jmcf->redis_tls == NULL) {
+        ngx_http_juki_redis_ready(rc);
+        return;
+    }
+
+    rc->log.action = "SSL handshaking to";
+
+    n = ngx_http_juki_redis_tls_start(c, ngx_http_juki_jmcf->redis_tls,
+                                      ngx_http_juki_redis_tls_done);
+
+    if (n == NGX_AGAIN) {
+        return;
+    }
+
+    /* done at once, or failed: ngx_http_juki_redis_tls_done() tells */
+
+    ngx_http_juki_redis_tls_done(c);
+}
+
+
+/*
+ * The TLS handshake is over, one way or the other.  The certificate is
+ * checked before a byte of Redis traffic is written: a failure is a
+ * failed connection, never a fallback to plaintext.
+ */
+
+static void
+ngx_http_juki_redis_tls_done(ngx_connection_t *c)
+{
+    ngx_http_juki_redis_conn_t  *rc = c->data;
+
+    ngx_str_t  *address;
+
+    address = &ngx_http_juki_jmcf->redis->address;
+
+    if (c->ssl == NULL || !c->ssl->handshaked) {
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
+        ngx_http_juki_redis_log(ngx_http_juki_log, NGX_HTTP_JUKI_LOG_TLS,
+                                "redis %V unavailable: TLS handshake failed",
+                                address);
+        ngx_http_juki_redis_drop(rc);
+        return;
+    }
+
+    if (ngx_http_juki_redis_tls_verify(c, ngx_http_juki_jmcf->redis_tls,
+                                       address)
+        != NGX_OK)
+    {
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
+        ngx_http_juki_redis_drop(rc);
+        return;
+    }
+
+    /* the SSL layer had its own handlers on the events meanwhile */
+
+    c->read->handler = ngx_http_juki_redis_read_handler;
+    c->write->handler = ngx_http_juki_redis_write_handler;
+
+    ngx_http_juki_redis_ready(rc);
+}
+
+
+static void
+ngx_http_juki_redis_ready(ngx_http_juki_redis_conn_t *rc)
+{
+    ngx_connection_t  *c;
+
+    c = rc->peer.connection;
+
+    rc->connected = 1;
+    rc->log.action = "talking to";
+
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
 }
 
 
@@ -613,95 +881,299 @@ ngx_http_juki_redis_handshake_reply(ngx_http_juki_cmd_t *cmd,
 
 
 static void
-ngx_http_juki_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_juki_redis_write_handler(ngx_event_t *wev)
 {
-    ngx_http_juki_cmd_t *cmd = privdata;
+    ngx_connection_t            *c = wev->data;
+    ngx_http_juki_redis_conn_t  *rc = c->data;
 
-    ngx_http_juki_redis_conn_t  *rc;
-
-    rc = ac->data;
-
-    ngx_queue_remove(&cmd->queue);
-    rc->npending--;
-
-    if (rc->npending == 0 && rc->timer.timer_set) {
-        ngx_del_timer(&rc->timer);
+    if (rc->connected) {
+        ngx_http_juki_redis_flush(rc);
+        return;
     }
 
-    if (r) {
+    /* the non-blocking connect is over */
+
+    if (ngx_http_juki_redis_test_connect(c) != NGX_OK) {
+        ngx_http_juki_redis_lost(rc, "unavailable: cannot connect");
+        return;
+    }
+
+    ngx_http_juki_redis_connected(rc);
+}
+
+
+/* writes what the buffer holds, as much as the socket takes */
+
+static void
+ngx_http_juki_redis_flush(ngx_http_juki_redis_conn_t *rc)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = rc->peer.connection;
+
+    while (rc->out_sent < rc->out_len) {
+
+        n = c->send(c, rc->out + rc->out_sent, rc->out_len - rc->out_sent);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_juki_redis_lost(rc, "connection lost: write failed");
+            return;
+        }
+
+        rc->out_sent += n;
+    }
+
+    if (rc->out_sent == rc->out_len) {
+        rc->out_sent = 0;
+        rc->out_len = 0;
+
+        /* a burst's buffer is not kept for ever */
+
+        if (rc->out_size > NGX_HTTP_JUKI_OUT_KEEP) {
+            ngx_free(rc->out);
+            rc->out = NULL;
+            rc->out_size = 0;
+        }
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_http_juki_redis_lost(rc, "connection lost: write event");
+    }
+}
+
+
+static void
+ngx_http_juki_redis_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t            *c = rev->data;
+    ngx_http_juki_redis_conn_t  *rc = c->data;
+
+    u_char      buf[NGX_HTTP_JUKI_READ_SIZE];
+    ssize_t     n;
+    ngx_uint_t  generation;
+
+    if (!rc->connected) {
+        /* an error of the connect in progress may show as a read event */
+
+        if (ngx_http_juki_redis_test_connect(c) != NGX_OK) {
+            ngx_http_juki_redis_lost(rc, "unavailable: cannot connect");
+            return;
+        }
+
+        ngx_http_juki_redis_connected(rc);
+        return;
+    }
+
+    generation = rc->generation;
+
+    do {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0) {
+            ngx_http_juki_redis_lost(rc, "connection lost: closed by redis");
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_juki_redis_lost(rc, "connection lost: read failed");
+            return;
+        }
+
+        if (redisReaderFeed(rc->reader, (char *) buf, n) != REDIS_OK) {
+            ngx_http_juki_redis_lost(rc, "connection lost: no memory");
+            return;
+        }
+
+        if (ngx_http_juki_redis_replies(rc) != NGX_OK
+            || rc->generation != generation)
+        {
+            return;
+        }
+
+    } while (rev->ready);
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_juki_redis_lost(rc, "connection lost: read event");
+    }
+}
+
+
+/*
+ * Every complete reply goes to the oldest pending command.  NGX_ERROR:
+ * the connection was dropped meanwhile, by its handler or for the reply.
+ */
+
+static ngx_int_t
+ngx_http_juki_redis_replies(ngx_http_juki_redis_conn_t *rc)
+{
+    void                 *r;
+    ngx_int_t             n;
+    ngx_uint_t            generation;
+    ngx_queue_t          *q;
+    ngx_http_juki_cmd_t  *cmd;
+
+    generation = rc->generation;
+
+    for ( ;; ) {
+
+        r = NULL;
+
+        if (redisReaderGetReply(rc->reader, &r) != REDIS_OK) {
+            ngx_http_juki_redis_log(ngx_http_juki_log,
+                                    NGX_HTTP_JUKI_LOG_REPLY,
+                                    "redis %V sent a malformed reply: %s",
+                                    &ngx_http_juki_jmcf->redis->address,
+                                    rc->reader->errstr);
+            ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
+            ngx_http_juki_redis_drop(rc);
+            return NGX_ERROR;
+        }
+
+        if (r == NULL) {
+            return NGX_OK;
+        }
+
+        if (ngx_queue_empty(&rc->pending)) {
+            freeReplyObject(r);
+            ngx_http_juki_redis_log(ngx_http_juki_log,
+                                    NGX_HTTP_JUKI_LOG_REPLY,
+                                    "redis %V sent a reply to no command",
+                                    &ngx_http_juki_jmcf->redis->address);
+            ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
+            ngx_http_juki_redis_drop(rc);
+            return NGX_ERROR;
+        }
+
+        q = ngx_queue_head(&rc->pending);
+        ngx_queue_remove(q);
+        rc->npending--;
+
+        cmd = ngx_queue_data(q, ngx_http_juki_cmd_t, queue);
+
+        if (rc->npending == 0 && rc->timer.timer_set) {
+            ngx_del_timer(&rc->timer);
+        }
+
         ngx_http_juki_stat_rtt(ngx_http_juki_now_us() - cmd->sent_us);
-    }
 
-    if (!ngx_http_juki_exiting && cmd->handler
-        && cmd->handler(cmd, r) != NGX_OK && rc->ac == ac)
-    {
-        /* inside a callback hiredis frees the context once it returns */
-        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
-        ngx_http_juki_redis_drop(rc);
-    }
+        n = NGX_OK;
 
-    ngx_http_juki_cmd_free(cmd);
-}
+        if (!ngx_http_juki_exiting && cmd->handler) {
+            n = cmd->handler(cmd, r);
+        }
 
+        freeReplyObject(r);
+        ngx_http_juki_cmd_free(cmd);
 
-static void
-ngx_http_juki_redis_connected(const redisAsyncContext *ac, int status)
-{
-    ngx_http_juki_redis_conn_t  *rc = ac->data;
+        if (rc->generation != generation) {
+            return NGX_ERROR;
+        }
 
-    if (status != REDIS_OK) {
-        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
-        ngx_http_juki_redis_log(ngx_http_juki_log,
-                                NGX_HTTP_JUKI_LOG_UNAVAILABLE,
-                                "redis %V unavailable: %s",
-                                &ngx_http_juki_jmcf->redis->address,
-                                ac->errstr);
-
-        /* hiredis frees the context itself after this callback */
-
-        rc->ac = NULL;
-        ngx_http_juki_redis_schedule(rc);
+        if (n != NGX_OK) {
+            ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
+            ngx_http_juki_redis_drop(rc);
+            return NGX_ERROR;
+        }
     }
 }
 
 
 static void
-ngx_http_juki_redis_disconnected(const redisAsyncContext *ac, int status)
+ngx_http_juki_redis_lost(ngx_http_juki_redis_conn_t *rc, const char *why)
 {
-    ngx_http_juki_redis_conn_t  *rc = ac->data;
-
-    if (status != REDIS_OK && !ngx_http_juki_exiting) {
+    if (!ngx_http_juki_exiting) {
         ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
         ngx_http_juki_redis_log(ngx_http_juki_log,
                                 NGX_HTTP_JUKI_LOG_UNAVAILABLE,
-                                "redis %V connection lost: %s",
-                                &ngx_http_juki_jmcf->redis->address,
-                                ac->errstr);
+                                "redis %V %s",
+                                &ngx_http_juki_jmcf->redis->address, why);
     }
 
-    if (rc->ac == ac) {
-        rc->ac = NULL;
-        ngx_http_juki_redis_schedule(rc);
-    }
+    ngx_http_juki_redis_drop(rc);
 }
 
 
-/* frees the context; pending commands are called back with no reply */
+/*
+ * Closes the connection and fails every pending command: each handler
+ * is called without a reply, unless the worker is exiting.
+ */
 
 static void
 ngx_http_juki_redis_drop(ngx_http_juki_redis_conn_t *rc)
 {
-    redisAsyncContext  *ac;
+    ngx_pool_t           *pool;
+    ngx_queue_t           failed, *q;
+    ngx_connection_t     *c;
+    ngx_http_juki_cmd_t  *cmd;
 
-    ac = rc->ac;
+    c = rc->peer.connection;
 
-    if (ac == NULL) {
+    if (c == NULL) {
         return;
     }
 
-    rc->ac = NULL;
+    rc->peer.connection = NULL;
+    rc->connected = 0;
+    rc->generation++;
+    rc->log.action = NULL;
 
-    redisAsyncFree(ac);
+    if (c->ssl) {
+        /* no close_notify to a peer that failed or timed out */
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+
+    pool = c->pool;
+
+    ngx_close_connection(c);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
+    redisReaderFree(rc->reader);
+    rc->reader = NULL;
+
+    rc->out_sent = 0;
+    rc->out_len = 0;
+
+    if (rc->timer.timer_set) {
+        ngx_del_timer(&rc->timer);
+    }
+
+    /* taken off first: a handler may already start the next connection */
+
+    ngx_queue_init(&failed);
+
+    if (!ngx_queue_empty(&rc->pending)) {
+        ngx_queue_add(&failed, &rc->pending);
+        ngx_queue_init(&rc->pending);
+    }
+
+    rc->npending = 0;
+
+    while (!ngx_queue_empty(&failed)) {
+        q = ngx_queue_head(&failed);
+        ngx_queue_remove(q);
+
+        cmd = ngx_queue_data(q, ngx_http_juki_cmd_t, queue);
+
+        if (!ngx_http_juki_exiting && cmd->handler) {
+            (void) cmd->handler(cmd, NULL);
+        }
+
+        ngx_http_juki_cmd_free(cmd);
+    }
 
     ngx_http_juki_redis_schedule(rc);
 }
@@ -725,36 +1197,13 @@ ngx_http_juki_redis_schedule(ngx_http_juki_redis_conn_t *rc)
 
 
 static void
-ngx_http_juki_redis_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t            *c = ev->data;
-    ngx_http_juki_redis_conn_t  *rc = c->data;
-
-    if (rc->ac) {
-        redisAsyncHandleRead(rc->ac);
-    }
-}
-
-
-static void
-ngx_http_juki_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t            *c = ev->data;
-    ngx_http_juki_redis_conn_t  *rc = c->data;
-
-    if (rc->ac) {
-        redisAsyncHandleWrite(rc->ac);
-    }
-}
-
-
-static void
 ngx_http_juki_redis_timer_handler(ngx_event_t *ev)
 {
     ngx_http_juki_redis_conn_t  *rc = ev->data;
 
     ngx_queue_t          *q;
     ngx_msec_int_t        left;
+    ngx_connection_t     *c;
     ngx_http_juki_cmd_t  *cmd;
 
     if (ngx_queue_empty(&rc->pending)) {
@@ -774,11 +1223,18 @@ ngx_http_juki_redis_timer_handler(ngx_event_t *ev)
 
     ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
 
+    /* the set-up commands are pending from the connect on */
+
+    c = rc->peer.connection;
+
     ngx_http_juki_redis_log(ngx_http_juki_log, NGX_HTTP_JUKI_LOG_TIMEOUT,
-                            "redis %V timed out after %M ms, "
+                            "redis %V timed out after %M ms%s, "
                             "%ui commands pending",
                             &ngx_http_juki_jmcf->redis->address,
                             ngx_http_juki_jmcf->redis->timeout,
+                            rc->connected ? ""
+                            : (c && c->ssl) ? " in the TLS handshake"
+                            : " while connecting",
                             rc->npending);
 
     ngx_http_juki_redis_drop(rc);
@@ -790,106 +1246,9 @@ ngx_http_juki_redis_reconnect_handler(ngx_event_t *ev)
 {
     ngx_http_juki_redis_conn_t  *rc = ev->data;
 
-    if (rc->ac == NULL && !ngx_exiting && !ngx_http_juki_exiting) {
+    if (rc->peer.connection == NULL && !ngx_exiting
+        && !ngx_http_juki_exiting)
+    {
         ngx_http_juki_redis_connect(rc);
     }
-}
-
-
-/*
- * hiredis reads at most 16 KiB a call: the events are level-triggered so
- * that a larger backlog of replies is read on the next turn of the loop
- */
-
-static void
-ngx_http_juki_redis_add_read(void *privdata)
-{
-    ngx_http_juki_redis_conn_t  *rc = privdata;
-
-    if (rc->connection && !rc->connection->read->active) {
-        if (ngx_add_event(rc->connection->read, NGX_READ_EVENT,
-                          NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
-                          "juki: cannot add the redis read event");
-        }
-    }
-}
-
-
-static void
-ngx_http_juki_redis_del_read(void *privdata)
-{
-    ngx_http_juki_redis_conn_t  *rc = privdata;
-
-    if (rc->connection && rc->connection->read->active) {
-        (void) ngx_del_event(rc->connection->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_juki_redis_add_write(void *privdata)
-{
-    ngx_http_juki_redis_conn_t  *rc = privdata;
-
-    ngx_event_t  *wev;
-
-    if (rc->connection == NULL) {
-        return;
-    }
-
-    wev = rc->connection->write;
-
-    if (!wev->active) {
-        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
-                          "juki: cannot add the redis write event");
-        }
-    }
-
-    /*
-     * once connected, write at the end of this turn of the loop: the
-     * commands of every request handled in it go out in one write
-     */
-
-    if (rc->ac && (rc->ac->c.flags & REDIS_CONNECTED) && !wev->posted) {
-        ngx_post_event(wev, &ngx_posted_events);
-    }
-}
-
-
-static void
-ngx_http_juki_redis_del_write(void *privdata)
-{
-    ngx_http_juki_redis_conn_t  *rc = privdata;
-
-    if (rc->connection && rc->connection->write->active) {
-        (void) ngx_del_event(rc->connection->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-/* the fd is NGINX's to close: hiredis must not close it a second time */
-
-static void
-ngx_http_juki_redis_cleanup(void *privdata)
-{
-    ngx_http_juki_redis_conn_t  *rc = privdata;
-
-    ngx_connection_t  *c;
-
-    c = rc->connection;
-
-    if (c == NULL) {
-        return;
-    }
-
-    rc->connection = NULL;
-
-    ngx_close_connection(c);
-
-    rc->bound->c.fd = -1;
-    rc->bound = NULL;
 }

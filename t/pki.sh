@@ -12,6 +12,9 @@
 #   expired.pem/.key              notAfter in the past
 #   untrusted.pem/.key            signed by untrusted-ca.pem (not ca.pem)
 #   forged.pem/.key               signed by untrusted-ca.pem with shibuya-city's exact subject
+#   redis.pem/.key                a Redis server: SAN DNS:redis.test, signed by ca.pem
+#   redis-untrusted.pem/.key      the same name, signed by untrusted-ca.pem
+#   redis-client.pem/.key         the gateway's client certificate for Redis, signed by ca.pem
 #   crl.pem                       CRL of ca.pem revoking revoked.pem, nextUpdate ~10 years ahead
 #   crl-expired.pem               same CA, nextUpdate in the past (hostile-input tests)
 #   fingerprints.txt              "NAME SHA256_FINGERPRINT SUBJECT_RFC2253" per client certificate
@@ -54,7 +57,8 @@ run() {
 # Start clean: remove only what this script generates.
 clients=(national municipality private unmapped revoked expired untrusted forged)
 rm -rf -- ca-db
-for f in ca untrusted-ca server "${clients[@]}"; do
+for f in ca untrusted-ca server redis redis-untrusted redis-client \
+    "${clients[@]}"; do
     rm -f -- "$f.pem" "$f.key" "$f.csr"
 done
 rm -f -- crl.pem crl-expired.pem fingerprints.txt agencies.conf openssl.cnf
@@ -110,6 +114,14 @@ basicConstraints       = critical, CA:FALSE
 keyUsage               = critical, digitalSignature
 extendedKeyUsage       = serverAuth
 subjectAltName         = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
+
+[ redis_ext ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectAltName         = DNS:redis.test
 subjectKeyIdentifier   = hash
 authorityKeyIdentifier = keyid:always
 
@@ -182,6 +194,18 @@ run openssl x509 -req -in forged.csr -CA untrusted-ca.pem -CAkey untrusted-ca.ke
     -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 \
     -extfile openssl.cnf -extensions client_ext -out forged.pem
 rm -f -- forged.csr
+
+# Redis over TLS (t/027-redis-tls.t): a trusted server, an untrusted one of
+# the same name, and the gateway's client certificate.
+csr redis "/C=JP/O=Juki Demo Registry Network/CN=redis.test"
+ca_sign redis redis_ext
+csr redis-untrusted "/C=JP/O=Untrusted Demo/CN=redis.test"
+run openssl x509 -req -in redis-untrusted.csr -CA untrusted-ca.pem -CAkey untrusted-ca.key \
+    -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 \
+    -extfile openssl.cnf -extensions redis_ext -out redis-untrusted.pem
+rm -f -- redis-untrusted.csr
+csr redis-client "/C=JP/O=Juki Demo Registry Network/CN=juki-gateway"
+ca_sign redis-client client_ext
 
 # Revocation: crl.pem (current) and crl-expired.pem (nextUpdate in the past).
 run openssl ca -config openssl.cnf -batch -revoke revoked.pem -crl_reason keyCompromise

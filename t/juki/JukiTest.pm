@@ -630,4 +630,84 @@ sub trail_problems {
     return (\@bad, $unconfirmed);
 }
 
+# Redis over TLS (t/027-redis-tls.t): NAME names its directory, PORT is its
+# tls-port (no plaintext port); %o: cert => a server certificate of t/pki.sh
+# ('redis' or 'redis-untrusted'), auth_clients => 'no' | 'yes'.  Stopped by
+# redis_tls_stop(NAME), or by scripts/test.sh's cleanup.
+my %tls_redis;
+
+sub redis_tls_dir { return juki_env('TEST_NGINX_REDIS_DIR') . "-tls-$_[0]" }
+
+sub redis_tls_start {
+    my ($name, $port, %o) = @_;
+    my $pki = juki_env('TEST_NGINX_PKI');
+    my $dir = redis_tls_dir($name);
+    my $cert = $o{cert} // 'redis';
+    redis_tls_stop($name);
+    mkdir $dir;
+    $tls_redis{$name} = { port => $port, cert => $cert };
+    system('redis-server', '--port', '0', '--bind', '127.0.0.1',
+           '--tls-port', $port,
+           '--tls-cert-file', "$pki/$cert.pem",
+           '--tls-key-file', "$pki/$cert.key",
+           '--tls-ca-cert-file', "$pki/ca.pem",
+           '--tls-auth-clients', $o{auth_clients} // 'no',
+           '--daemonize', 'yes', '--pidfile', "$dir/redis.pid",
+           '--dir', $dir, '--save', '', '--appendonly', 'yes',
+           '--appendfsync', 'always', '--logfile', "$dir/redis.log") == 0
+        or die "cannot start the tls redis $name\n";
+    for (1 .. 100) {
+        last if redis_tls($name, 'PING') =~ /PONG/;
+        select(undef, undef, undef, 0.05);
+    }
+}
+
+# redis-cli over TLS, with the gateway's client certificate
+sub redis_tls {
+    my ($name, @args) = @_;
+    my $pki = juki_env('TEST_NGINX_PKI');
+    my $r = $tls_redis{$name} or die "no tls redis $name\n";
+    my $ca = $r->{cert} eq 'redis-untrusted' ? 'untrusted-ca' : 'ca';
+    open(my $fh, '-|', 'redis-cli', '--tls', '--cacert', "$pki/$ca.pem",
+         '--cert', "$pki/redis-client.pem", '--key', "$pki/redis-client.key",
+         '-h', '127.0.0.1', '-p', $r->{port}, '--raw', @args)
+        or die "redis-cli: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    return $out // '';
+}
+
+sub redis_tls_pid {
+    my $name = shift;
+    open(my $fh, '<', redis_tls_dir($name) . '/redis.pid') or return;
+    my $pid = <$fh>;
+    close $fh;
+    chomp $pid if defined $pid;
+    return $pid;
+}
+
+sub redis_tls_kill {
+    my $name = shift;
+    my $pid = redis_tls_pid($name) or return;
+    kill 'KILL', $pid;
+    select(undef, undef, undef, 0.1);
+}
+
+sub redis_tls_stop {
+    my $name = shift;
+    my $pid = redis_tls_pid($name) or return;
+    kill 'TERM', $pid;
+    # gone, or a zombie nobody reaps (a daemon's parent is init)
+    for (1 .. 100) {
+        last unless kill 0, $pid;
+        open(my $st, '<', "/proc/$pid/stat") or last;
+        my $stat = <$st> // '';
+        close $st;
+        last if $stat =~ /\) Z /;
+        select(undef, undef, undef, 0.05);
+    }
+    unlink redis_tls_dir($name) . '/redis.pid';
+}
+
 1;
