@@ -35,6 +35,7 @@ ngx_http_juki_reason_t  ngx_http_juki_reasons[] = {
     JUKI_REASON("bad_operator", NGX_HTTP_BAD_REQUEST),
     JUKI_REASON("purpose_not_permitted", NGX_HTTP_FORBIDDEN),
     JUKI_REASON("resident_code_forbidden", NGX_HTTP_FORBIDDEN),
+    JUKI_REASON("bad_request", NGX_HTTP_BAD_REQUEST),
     JUKI_REASON("stopped", NGX_HTTP_SERVICE_UNAVAILABLE),
     JUKI_REASON("rate_limited", 429),
     JUKI_REASON("audit_unavailable", NGX_HTTP_SERVICE_UNAVAILABLE),

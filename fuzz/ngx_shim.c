@@ -1,9 +1,10 @@
 
 /*
  * juki-gateway fuzzing: a stand-in for the NGINX core functions that
- * src/ngx_http_juki_policy.c and src/ngx_http_juki_audit.c call.  Written
- * for the harnesses from NGINX's documented behaviour (ngx_string.h,
- * ngx_hash.h, ngx_palloc.h); see ngx_shim.h for why.
+ * src/ngx_http_juki_policy.c, src/ngx_http_juki_audit.c and
+ * src/ngx_http_juki_args.c call.  Written for the harnesses from NGINX's
+ * documented behaviour (ngx_string.h, ngx_hash.h, ngx_palloc.h,
+ * ngx_array.h); see ngx_shim.h for why.
  */
 
 
@@ -106,6 +107,28 @@ ngx_int_t
 ngx_pfree(ngx_pool_t *pool, void *p)
 {
     return NGX_DECLINED;
+}
+
+
+/* arrays: a full array moves to a new allocation twice its size */
+
+void *
+ngx_array_push(ngx_array_t *a)
+{
+    void  *elts;
+
+    if (a->nelts == a->nalloc) {
+        elts = ngx_palloc(a->pool, 2 * a->nalloc * a->size);
+        if (elts == NULL) {
+            return NULL;
+        }
+
+        memcpy(elts, a->elts, a->nelts * a->size);
+        a->elts = elts;
+        a->nalloc *= 2;
+    }
+
+    return (u_char *) a->elts + a->size * a->nelts++;
 }
 
 

@@ -21,9 +21,17 @@ static ngx_int_t ngx_http_juki_decide(ngx_http_request_t *r,
     ngx_http_juki_ctx_t *ctx);
 static ngx_int_t ngx_http_juki_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value);
+static ngx_int_t ngx_http_juki_ambiguous(ngx_http_request_t *r,
+    ngx_http_juki_loc_conf_t *jlcf, ngx_http_juki_ctx_t *ctx,
+    ngx_array_t *values);
+static ngx_int_t ngx_http_juki_subject(ngx_http_request_t *r,
+    ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_loc_conf_t *jlcf,
+    ngx_http_juki_ctx_t *ctx);
+static ngx_int_t ngx_http_juki_mask_values(ngx_http_request_t *r,
+    ngx_http_juki_ctx_t *ctx, ngx_array_t *values);
 static ngx_uint_t ngx_http_juki_raw_path_ok(ngx_http_request_t *r);
 static ngx_int_t ngx_http_juki_log_request_line(ngx_http_request_t *r,
-    ngx_str_t *uri);
+    ngx_str_t *uri, ngx_uint_t more);
 static ngx_int_t ngx_http_juki_finish(ngx_http_request_t *r,
     ngx_http_juki_ctx_t *ctx);
 static ngx_int_t ngx_http_juki_send_denial(ngx_http_request_t *r,
@@ -32,13 +40,14 @@ static ngx_int_t ngx_http_juki_add_response_header(ngx_http_request_t *r,
     char *name, u_char *value, size_t len);
 static ngx_int_t ngx_http_juki_set_headers(ngx_http_request_t *r,
     ngx_http_juki_ctx_t *ctx);
-static void ngx_http_juki_redact_request_line(ngx_http_request_t *r);
+static ngx_int_t ngx_http_juki_redact_request_line(ngx_http_request_t *r);
 static ngx_int_t ngx_http_juki_key(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *prefix, char *sep, ngx_str_t *name);
 static void ngx_http_juki_wake(ngx_http_request_t *r);
 static u_char *ngx_http_juki_log_error(ngx_http_request_t *r,
     ngx_http_request_t *sr, u_char *buf, size_t len);
 static void ngx_http_juki_blank(u_char *start, u_char *end, ngx_str_t *code);
+static u_char *ngx_http_juki_cut(u_char *start, u_char *end, ngx_str_t *s);
 static void ngx_http_juki_cleanup(void *data);
 static void ngx_http_juki_log_refusal(ngx_http_request_t *r);
 
@@ -57,6 +66,8 @@ ngx_http_juki_reason_t  ngx_http_juki_reasons[] = {
       ngx_string("deny:purpose_not_permitted"), NGX_HTTP_FORBIDDEN },
     { ngx_string("resident_code_forbidden"),
       ngx_string("deny:resident_code_forbidden"), NGX_HTTP_FORBIDDEN },
+    { ngx_string("bad_request"),
+      ngx_string("deny:bad_request"), NGX_HTTP_BAD_REQUEST },
     { ngx_string("stopped"),
       ngx_string("deny:stopped"), NGX_HTTP_SERVICE_UNAVAILABLE },
     { ngx_string("rate_limited"),
@@ -70,6 +81,7 @@ static ngx_http_log_handler_pt  ngx_http_juki_log_handler_core;
 
 static ngx_str_t  ngx_http_juki_purpose_header = ngx_string("Juki-Purpose");
 static ngx_str_t  ngx_http_juki_operator_header = ngx_string("Juki-Operator");
+static ngx_str_t  ngx_http_juki_unknown_path = ngx_string("...");
 
 
 ngx_int_t
@@ -88,8 +100,20 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
     ctx = ngx_http_juki_get_ctx(r);
 
     if (ctx) {
+
+        /*
+         * a request that failed before its decision (a 500, which an
+         * error_page may lead back here) is refused: nothing would ever
+         * resume it
+         */
+
         if (!ctx->done) {
-            return NGX_AGAIN;
+            if (ctx->waiting) {
+                return NGX_AGAIN;
+            }
+
+            ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
+            ctx->done = 1;
         }
 
         /* once decided, a request keeps its decision across redirects */
@@ -125,16 +149,34 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
     ctx->request = r;
     ngx_http_set_ctx(r, ctx, ngx_http_juki_module);
 
+    /*
+     * from here on every failure leaves the request decided, refused: a
+     * redirect back into a juki location finds it so
+     */
+
+    ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
+
     if (ngx_http_juki_decide(r, jmcf, jlcf, ctx) != NGX_OK) {
+
+        /* what the request line still shows may carry the code */
+
+        if (ngx_http_juki_log_request_line(r, &ngx_http_juki_unknown_path, 0)
+            != NGX_OK)
+        {
+            r->request_line.len = 0;
+        }
+
+        ctx->done = 1;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /*
      * error log lines carry the request's context (the request line, the
-     * upstream URI with its query): the resident code is blanked there
+     * upstream URI with its query): the query and the resident code are
+     * blanked there
      */
 
-    if (ctx->code.len && r->log_handler != ngx_http_juki_log_error) {
+    if (r->log_handler != ngx_http_juki_log_error) {
         ngx_http_juki_log_handler_core = r->log_handler;
         r->log_handler = ngx_http_juki_log_error;
     }
@@ -158,6 +200,7 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
     rc = ngx_http_juki_audit_request(r, jmcf, ctx);
 
     if (rc == NGX_ERROR) {
+        ctx->done = 1;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -170,7 +213,6 @@ ngx_http_juki_access_handler(ngx_http_request_t *r)
                                 NGX_HTTP_JUKI_LOG_UNAVAILABLE,
                                 "no redis connection for the audit record, "
                                 "request refused");
-        ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
         ctx->done = 1;
 
         return ngx_http_juki_finish(r, ctx);
@@ -213,71 +255,69 @@ ngx_http_juki_get_ctx(ngx_http_request_t *r)
 
 
 /*
- * The checks that need no Redis, in the order of the spec's table; the
- * first that fails is the decision, NGX_HTTP_JUKI_ALLOW leaves it to Redis.
+ * The checks that need no Redis, in the order of the spec's table but for
+ * bad_request, made as soon as the agency is known (so that its record
+ * names the agency); the first that fails is the decision,
+ * NGX_HTTP_JUKI_ALLOW leaves it to Redis.
  */
 
 static ngx_int_t
 ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
     ngx_http_juki_loc_conf_t *jlcf, ngx_http_juki_ctx_t *ctx)
 {
-    u_char                   *p, *hex, *dst, *src;
+    u_char                   *p;
     ngx_int_t                 rc;
-    ngx_str_t                 code, uri;
+    ngx_str_t                 uri;
+    ngx_uint_t                more;
+    ngx_array_t               values;
     ngx_http_juki_agency_t   *agency;
     ngx_http_juki_purpose_t  *purpose;
+
+    /* the query leaves the logged request line before anything can fail */
+
+    if (ngx_http_juki_redact_request_line(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /* the record's uri: $uri, the code masked, then escaped (below) */
     ctx->uri = r->uri;
 
-    /*
-     * the resident's pseudonym is recorded whatever the decision, and the
-     * code is masked before anything is logged, even for a certificate
-     * that maps to no agency
-     */
+    if (ngx_array_init(&values, r->pool, 2, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_juki_ambiguous(r, jlcf, ctx, &values) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
-    if (jlcf->subject) {
-        if (ngx_http_complex_value(r, jlcf->subject, &code) != NGX_OK) {
+    more = (r->args.len != 0);
+
+    if (ctx->ambiguous) {
+
+        /*
+         * which code an ambiguous request is about is not known: none is
+         * recorded, every candidate is masked, and the recorded path ends
+         * where a backend could see a query begin
+         */
+
+        for (p = ctx->uri.data; p < ctx->uri.data + ctx->uri.len; p++) {
+            if (*p == '?' || *p == '#' || *p == '%') {
+                ctx->uri.len = p - ctx->uri.data;
+                more = 1;
+                break;
+            }
+        }
+
+        if (ngx_strlchr(r->unparsed_uri.data,
+                        r->unparsed_uri.data + r->unparsed_uri.len, '#'))
+        {
+            more = 1;
+        }
+
+        if (ngx_http_juki_mask_values(r, ctx, &values) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        if (code.len) {
-            /* "%31" and "1" are one resident: decode before hashing */
-
-            p = ngx_pnalloc(r->pool, code.len);
-            hex = ngx_pnalloc(r->pool, NGX_HTTP_JUKI_HEX_SHA256);
-            if (p == NULL || hex == NULL) {
-                return NGX_ERROR;
-            }
-
-            dst = p;
-            src = code.data;
-            ngx_unescape_uri(&dst, &src, code.len, 0);
-
-            ctx->code_raw = code;
-            code.data = p;
-            code.len = dst - p;
-            ctx->code = code;
-
-            if (ngx_http_juki_hmac_hex(jmcf->subject_key, code.data,
-                                       code.len, hex)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            ctx->subject.data = hex;
-            ctx->subject.len = NGX_HTTP_JUKI_HEX_SHA256;
-
-            /* the code may stand in the path too: never record or log it */
-
-            if (ngx_http_juki_mask(r->pool, &ctx->uri, &code) != NGX_OK
-                || ngx_http_juki_mask(r->pool, &ctx->uri, &ctx->code_raw)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
+    } else if (ngx_http_juki_subject(r, jmcf, jlcf, ctx) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     agency = NULL;
@@ -290,15 +330,21 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
 
     /*
      * the client's own spelling of the path may hide the code (percent-
-     * encoded): with a code the logged request line becomes the recorded
-     * path; without, it only loses its query
+     * encoded, or after a "#" or an encoded "?"): with a code, or when the
+     * request is ambiguous, the logged request line becomes the recorded
+     * path
      */
 
-    if (ctx->code.len == 0) {
-        ngx_http_juki_redact_request_line(r);
+    if (ctx->code.len || ctx->ambiguous) {
+        if (ngx_http_juki_log_request_line(r, &ctx->uri, more) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
 
-    } else if (ngx_http_juki_log_request_line(r, &ctx->uri) != NGX_OK) {
-        return NGX_ERROR;
+    if (ctx->ambiguous) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "juki: ambiguous request: %s",
+                      ngx_http_juki_args_cause(ctx->ambiguous));
     }
 
     rc = ngx_http_juki_cert_agency(r, jmcf, &ctx->cert, &agency);
@@ -318,6 +364,11 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
     }
 
     ctx->agency = agency;
+
+    if (ctx->ambiguous) {
+        ctx->reason = NGX_HTTP_JUKI_BAD_REQUEST;
+        return NGX_OK;
+    }
 
     rc = ngx_http_juki_header(r, &ngx_http_juki_purpose_header,
                               &ctx->purpose_code);
@@ -375,6 +426,154 @@ ngx_http_juki_decide(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
     ngx_strlow(p, p, ctx->operator.len);
 
     ctx->reason = NGX_HTTP_JUKI_ALLOW;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Which ambiguities the request carries (ngx_http_juki_args.c); values
+ * gets the value of every query parameter that is the juki_subject one.
+ * With a juki_subject that is not one $arg_ or $http_ variable, the path,
+ * "#" and method-override checks still apply.
+ */
+
+static ngx_int_t
+ngx_http_juki_ambiguous(ngx_http_request_t *r,
+    ngx_http_juki_loc_conf_t *jlcf, ngx_http_juki_ctx_t *ctx,
+    ngx_array_t *values)
+{
+    ngx_uint_t  verdict;
+
+    ctx->ambiguous = 0;
+
+    if (ngx_http_juki_args_query(r->pool, &r->args, &jlcf->subject_arg,
+                                 values, &verdict)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->ambiguous |= verdict;
+
+    if (ngx_http_juki_args_path(r->pool, &r->unparsed_uri, &r->uri, &verdict)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->ambiguous |= verdict;
+
+    ngx_http_juki_args_headers(&r->headers_in.headers, &jlcf->subject_header,
+                               &verdict);
+
+    ctx->ambiguous |= verdict;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The resident's pseudonym is recorded whatever the decision, and the code
+ * is masked before anything is logged, even for a certificate that maps
+ * to no agency.
+ */
+
+static ngx_int_t
+ngx_http_juki_subject(ngx_http_request_t *r, ngx_http_juki_main_conf_t *jmcf,
+    ngx_http_juki_loc_conf_t *jlcf, ngx_http_juki_ctx_t *ctx)
+{
+    u_char     *p, *hex, *dst, *src, c;
+    ngx_str_t   code;
+
+    if (jlcf->subject == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, jlcf->subject, &code) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (code.len == 0) {
+        return NGX_OK;
+    }
+
+    /* "%31" and "1" are one resident: decode before hashing */
+
+    p = ngx_pnalloc(r->pool, code.len);
+    hex = ngx_pnalloc(r->pool, NGX_HTTP_JUKI_HEX_SHA256);
+    if (p == NULL || hex == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst = p;
+    src = code.data;
+    ngx_unescape_uri(&dst, &src, code.len, 0);
+
+    ctx->code_raw = code;
+    code.data = p;
+    code.len = dst - p;
+    ctx->code = code;
+
+    if (ngx_http_juki_hmac_hex(jmcf->subject_key, code.data, code.len, hex)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->subject.data = hex;
+    ctx->subject.len = NGX_HTTP_JUKI_HEX_SHA256;
+
+    /* the code may stand in the path too: never record or log it */
+
+    if (ngx_http_juki_mask_repl(&code, &c) == NULL
+        || ngx_http_juki_mask_repl(&ctx->code_raw, &c) == NULL)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "juki: a resident code of every printable character "
+                      "cannot be masked, request refused");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_juki_mask(r->pool, &ctx->uri, &code) != NGX_OK
+        || ngx_http_juki_mask(r->pool, &ctx->uri, &ctx->code_raw) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* every candidate code of an ambiguous request, decoded and raw */
+
+static ngx_int_t
+ngx_http_juki_mask_values(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx,
+    ngx_array_t *values)
+{
+    u_char      *dst, *src;
+    ngx_str_t   *v, decoded;
+    ngx_uint_t   i;
+
+    v = values->elts;
+
+    for (i = 0; i < values->nelts; i++) {
+        decoded.data = ngx_pnalloc(r->pool, v[i].len);
+        if (decoded.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        dst = decoded.data;
+        src = v[i].data;
+        ngx_unescape_uri(&dst, &src, v[i].len, 0);
+        decoded.len = dst - decoded.data;
+
+        if (ngx_http_juki_mask(r->pool, &ctx->uri, &decoded) != NGX_OK
+            || ngx_http_juki_mask(r->pool, &ctx->uri, &v[i]) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
@@ -447,16 +646,24 @@ ngx_http_juki_finish(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
     ngx_int_t                  rc;
     ngx_http_juki_loc_conf_t  *jlcf;
 
-    ngx_http_juki_stat_request(ctx->agency, ctx->outcome);
-
     if (ctx->outcome == NGX_HTTP_JUKI_ALLOW) {
-        if (ngx_http_juki_set_headers(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (ngx_http_juki_set_headers(r, ctx) == NGX_OK) {
+            ngx_http_juki_stat_request(ctx->agency, ctx->outcome);
+            ctx->tallied = 1;
+            ctx->forwarded = 1;
+
+            return NGX_DECLINED;
         }
 
-        ctx->forwarded = 1;
+        /* not forwarded without the gateway's headers: fail closed */
+        ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
+    }
 
-        return NGX_DECLINED;
+    /* a refusal sent again after a failed first one counts once */
+
+    if (!ctx->tallied) {
+        ngx_http_juki_stat_request(ctx->agency, ctx->outcome);
+        ctx->tallied = 1;
     }
 
     /* one counted only is in the log line of its summary record */
@@ -599,9 +806,10 @@ ngx_http_juki_add_response_header(ngx_http_request_t *r, char *name,
 
 
 /*
- * The backend trusts the Juki-* headers: every copy the client sent is
- * dropped and the gateway's are added.  The list is rebuilt rather than
- * edited, since the proxy module forwards every element it holds.
+ * The backend trusts the Juki-* headers: every copy the client sent, in
+ * any case and with "_" for "-", is dropped and the gateway's are added.
+ * The list is rebuilt rather than edited, since the proxy module forwards
+ * every element it holds.
  */
 
 static ngx_int_t
@@ -620,6 +828,8 @@ ngx_http_juki_set_headers(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
         ngx_string("Juki-Operator"),
         ngx_string("Juki-Audit-Id")
     };
+
+    static ngx_str_t  prefix = ngx_string("juki-");
 
     static ngx_str_t  lowcase[5] = {
         ngx_string("juki-agency"),
@@ -658,9 +868,9 @@ ngx_http_juki_set_headers(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
             i = 0;
         }
 
-        if (h[i].key.len >= 5
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "juki-", 5) == 0)
-        {
+        /* "Juki_Agency" too: a backend may read "_" as "-" */
+
+        if (ngx_http_juki_args_header(&h[i].key, &prefix, 1)) {
             continue;
         }
 
@@ -700,45 +910,61 @@ ngx_http_juki_set_headers(ngx_http_request_t *r, ngx_http_juki_ctx_t *ctx)
 /*
  * The query may carry a resident code, and NGINX puts the request line in
  * the access log and in the context of error log lines: keep the path only.
+ * The target is found in the line itself (in HTTP/2 NGINX builds the line
+ * from :path, and $args does not point into it); what follows a "?" or a
+ * "#" up to the next space becomes "?...".
  */
 
-static void
+static ngx_int_t
 ngx_http_juki_redact_request_line(ngx_http_request_t *r)
 {
-    u_char     *p, *line, *last;
-    size_t      len;
+    u_char  *p, *q, *e, *line, *last;
 
     line = r->request_line.data;
     last = line + r->request_line.len;
 
-    if (r->args.len == 0 || r->args.data <= line
-        || r->args.data + r->args.len > last)
-    {
-        return;
+    if (line == NULL || r->request_line.len <= r->method_name.len) {
+        return NGX_OK;
     }
 
-    len = r->request_line.len - r->args.len + 3;
+    for (q = line + r->method_name.len + 1; q < last; q++) {
+        if (*q == '?' || *q == '#' || *q == ' ') {
+            break;
+        }
+    }
 
-    p = ngx_pnalloc(r->pool, len);
+    if (q == last || *q == ' ') {
+        return NGX_OK;
+    }
+
+    e = ngx_strlchr(q, last, ' ');
+
+    if (e == NULL) {
+        e = last;
+    }
+
+    p = ngx_pnalloc(r->pool, r->request_line.len - (e - q) + 4);
     if (p == NULL) {
-        return;
+        return NGX_ERROR;
     }
 
     r->request_line.data = p;
 
-    p = ngx_cpymem(p, line, r->args.data - line);
-    p = ngx_cpymem(p, "...", 3);
-    p = ngx_cpymem(p, r->args.data + r->args.len,
-                   last - (r->args.data + r->args.len));
+    p = ngx_cpymem(p, line, q - line);
+    p = ngx_cpymem(p, "?...", 4);
+    p = ngx_cpymem(p, e, last - e);
 
     r->request_line.len = p - r->request_line.data;
+
+    return NGX_OK;
 }
 
 
-/* "METHOD /recorded/path?... PROTOCOL" */
+/* "METHOD /recorded/path[?...] PROTOCOL" */
 
 static ngx_int_t
-ngx_http_juki_log_request_line(ngx_http_request_t *r, ngx_str_t *uri)
+ngx_http_juki_log_request_line(ngx_http_request_t *r, ngx_str_t *uri,
+    ngx_uint_t more)
 {
     u_char  *p;
     size_t   len;
@@ -757,7 +983,7 @@ ngx_http_juki_log_request_line(ngx_http_request_t *r, ngx_str_t *uri)
     *p++ = ' ';
     p = ngx_cpymem(p, uri->data, uri->len);
 
-    if (r->args.len) {
+    if (more) {
         p = ngx_cpymem(p, "?...", sizeof("?...") - 1);
     }
 
@@ -844,6 +1070,26 @@ ngx_http_juki_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
         return p;
     }
 
+    /*
+     * the query, as the upstream URI shows it (the client's, or $args
+     * after a change), loses its values
+     */
+
+    q = ngx_strlchr(r->unparsed_uri.data,
+                    r->unparsed_uri.data + r->unparsed_uri.len, '?');
+
+    if (q) {
+        path.data = q + 1;
+        path.len = r->unparsed_uri.data + r->unparsed_uri.len - path.data;
+        p = ngx_http_juki_cut(buf, p, &path);
+    }
+
+    p = ngx_http_juki_cut(buf, p, &r->args);
+
+    if (ctx->code.len == 0) {
+        return p;
+    }
+
     ngx_http_juki_blank(buf, p, &ctx->code);
     ngx_http_juki_blank(buf, p, &ctx->code_raw);
 
@@ -893,6 +1139,40 @@ ngx_http_juki_blank(u_char *start, u_char *end, ngx_str_t *code)
             p += code->len - 1;
         }
     }
+}
+
+
+/*
+ * every copy of the query s that follows a "?" becomes "..." (a shorter
+ * one as many dots); the line gets shorter
+ */
+
+static u_char *
+ngx_http_juki_cut(u_char *start, u_char *end, ngx_str_t *s)
+{
+    u_char  *p;
+    size_t   n;
+
+    if (s->len == 0) {
+        return end;
+    }
+
+    n = ngx_min(s->len, 3);
+
+    for (p = start + 1; p + s->len <= end; /* void */) {
+
+        if (*(p - 1) != '?' || ngx_memcmp(p, s->data, s->len) != 0) {
+            p++;
+            continue;
+        }
+
+        ngx_memset(p, '.', n);
+        ngx_memmove(p + n, p + s->len, end - (p + s->len));
+        end -= s->len - n;
+        p += n;
+    }
+
+    return end;
 }
 
 

@@ -19,6 +19,8 @@ static void *ngx_http_juki_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_juki_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_juki(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_juki_subject(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_juki_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_juki_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -88,7 +90,7 @@ static ngx_command_t  ngx_http_juki_commands[] = {
 
     { ngx_string("juki_subject"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_juki_subject,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_juki_loc_conf_t, subject),
       NULL },
@@ -380,6 +382,8 @@ ngx_http_juki_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
+     *     conf->subject_arg = { 0, NULL };
+     *     conf->subject_header = { 0, NULL };
      *     conf->file = NULL;
      *     conf->line = 0;
      */
@@ -403,6 +407,14 @@ ngx_http_juki_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_juki_main_conf_t  *jmcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    /* the names the ambiguity checks need go with the value they come from */
+
+    if (conf->subject == NGX_CONF_UNSET_PTR) {
+        conf->subject_arg = prev->subject_arg;
+        conf->subject_header = prev->subject_header;
+    }
+
     ngx_conf_merge_ptr_value(conf->subject, prev->subject, NULL);
     ngx_conf_merge_uint_value(conf->deny_log_level, prev->deny_log_level,
                               NGX_LOG_WARN);
@@ -484,6 +496,83 @@ ngx_http_juki(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     jlcf->file = cf->conf_file->file.name.data;
     jlcf->line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A value that is one variable, $arg_NAME or $http_NAME (braces allowed),
+ * tells where the resident code comes from: the ambiguity checks then
+ * know which query parameter, or which header, must come exactly once.
+ */
+
+static char *
+ngx_http_juki_subject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_juki_loc_conf_t *jlcf = conf;
+
+    char        *rv;
+    u_char      *p;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+
+    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+    v = value[1];
+
+    if (v.len > 3 && v.data[0] == '$' && v.data[1] == '{'
+        && v.data[v.len - 1] == '}')
+    {
+        v.data += 2;
+        v.len -= 3;
+
+    } else if (v.len > 1 && v.data[0] == '$') {
+        v.data++;
+        v.len--;
+
+    } else {
+        return NGX_CONF_OK;
+    }
+
+    for (i = 0; i < v.len; i++) {
+        if (!((v.data[i] >= 'a' && v.data[i] <= 'z')
+              || (v.data[i] >= 'A' && v.data[i] <= 'Z')
+              || (v.data[i] >= '0' && v.data[i] <= '9')
+              || v.data[i] == '_'))
+        {
+            return NGX_CONF_OK;
+        }
+    }
+
+    if (v.len > sizeof("arg_") - 1
+        && ngx_strncmp(v.data, "arg_", sizeof("arg_") - 1) == 0)
+    {
+        jlcf->subject_arg.data = v.data + sizeof("arg_") - 1;
+        jlcf->subject_arg.len = v.len - (sizeof("arg_") - 1);
+
+    } else if (v.len > sizeof("http_") - 1
+               && ngx_strncmp(v.data, "http_", sizeof("http_") - 1) == 0)
+    {
+        v.data += sizeof("http_") - 1;
+        v.len -= sizeof("http_") - 1;
+
+        p = ngx_pnalloc(cf->pool, v.len);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < v.len; i++) {
+            p[i] = (v.data[i] == '_') ? '-' : ngx_tolower(v.data[i]);
+        }
+
+        jlcf->subject_header.data = p;
+        jlcf->subject_header.len = v.len;
+    }
 
     return NGX_CONF_OK;
 }

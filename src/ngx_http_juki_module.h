@@ -42,6 +42,7 @@ typedef enum {
     NGX_HTTP_JUKI_BAD_OPERATOR,
     NGX_HTTP_JUKI_PURPOSE_NOT_PERMITTED,
     NGX_HTTP_JUKI_RESIDENT_CODE_FORBIDDEN,
+    NGX_HTTP_JUKI_BAD_REQUEST,
     NGX_HTTP_JUKI_STOPPED,
     NGX_HTTP_JUKI_RATE_LIMITED,
     NGX_HTTP_JUKI_AUDIT_UNAVAILABLE,
@@ -180,6 +181,8 @@ typedef struct {
 typedef struct {
     ngx_flag_t                   enable;
     ngx_http_complex_value_t    *subject;
+    ngx_str_t                    subject_arg;     /* NAME of $arg_NAME */
+    ngx_str_t                    subject_header;  /* of $http_NAME: x-a-b */
     ngx_uint_t                   deny_log_level;
     u_char                      *file;
     ngx_uint_t                   line;
@@ -324,11 +327,14 @@ typedef struct {
     ngx_uint_t                   limit;      /* 1 agency, 2 purpose */
     uint64_t                     retry_us;
 
+    ngx_uint_t                   ambiguous;  /* NGX_HTTP_JUKI_AMB_* */
+
     unsigned                     waiting:1;
     unsigned                     done:1;
     unsigned                     forwarded:1;
     unsigned                     counted:1;  /* in a summary record only */
     unsigned                     completed:1;
+    unsigned                     tallied:1;  /* in the status counters */
 } ngx_http_juki_ctx_t;
 
 
@@ -356,6 +362,24 @@ ngx_uint_t ngx_http_juki_refusal_admit(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_reason_e reason,
     ngx_uint_t level);
 void ngx_http_juki_refusal_recorded(ngx_http_juki_reason_e reason);
+/* ambiguous requests: ngx_http_juki_args.c */
+
+#define NGX_HTTP_JUKI_AMB_REPEATED    0x01
+#define NGX_HTTP_JUKI_AMB_SPELLING    0x02
+#define NGX_HTTP_JUKI_AMB_SEMICOLON   0x04
+#define NGX_HTTP_JUKI_AMB_FRAGMENT    0x08
+#define NGX_HTTP_JUKI_AMB_PATH        0x10
+#define NGX_HTTP_JUKI_AMB_OVERRIDE    0x20
+
+ngx_int_t ngx_http_juki_args_query(ngx_pool_t *pool, ngx_str_t *args,
+    ngx_str_t *name, ngx_array_t *values, ngx_uint_t *verdict);
+ngx_int_t ngx_http_juki_args_path(ngx_pool_t *pool, ngx_str_t *target,
+    ngx_str_t *uri, ngx_uint_t *verdict);
+void ngx_http_juki_args_headers(ngx_list_t *headers, ngx_str_t *subject,
+    ngx_uint_t *verdict);
+ngx_uint_t ngx_http_juki_args_header(ngx_str_t *key, ngx_str_t *name,
+    ngx_uint_t prefix);
+char *ngx_http_juki_args_cause(ngx_uint_t verdict);
 
 
 /* shared counters and juki_status: ngx_http_juki_stats.c */

@@ -55,7 +55,7 @@ Juki-Purpose: pension.benefit
 Juki-Operator: op-1
 --- error_code: 502
 --- error_log eval
-qr/connect\(\) failed .*upstream: "http:\/\/127\.0\.0\.1:1\/v1\/residents\/\?code=\*{11}"/
+qr/connect\(\) failed .*upstream: "http:\/\/127\.0\.0\.1:1\/v1\/residents\/\?\.\.\."/
 --- no_error_log
 45678901234
 

@@ -57,7 +57,7 @@ JukiTest::redis_reset();
 ["", "", "", "", "", "", "Content-Type: application/json"]
 --- response_body_like eval
 ['', '', '', '', '', '',
- qr/\A\{"requests":\[\{"agency":"","decisions":\{"allow":0,"deny:unverified_certificate":0,"deny:unknown_agency":1,[^}]*\}\},\{"agency":"example-bank","decisions":\{"allow":0,[^}]*\}\},\{"agency":"pension-service","decisions":\{"allow":3,"deny:unverified_certificate":0,"deny:unknown_agency":0,"deny:bad_purpose":1,"deny:bad_operator":0,"deny:purpose_not_permitted":0,"deny:resident_code_forbidden":0,"deny:stopped":0,"deny:rate_limited":0,"deny:audit_unavailable":0\}\},\{"agency":"shibuya-city","decisions":\{"allow":1,[^}]*\}\},\{"agency":"zz-block-1","decisions":\{[^}]*\}\}\],"redis":\{"roundtrip":\{"buckets":\{"0\.00025":\d+,[^}]*"\+Inf":(\d+)\},"sum_seconds":\d+\.\d{6},"count":\1\},"errors":0,"reconnects":0,"waiting":0\},"completion_failures":0,"anomalies_fired":0\}\n\z/]
+ qr/\A\{"requests":\[\{"agency":"","decisions":\{"allow":0,"deny:unverified_certificate":0,"deny:unknown_agency":1,[^}]*\}\},\{"agency":"example-bank","decisions":\{"allow":0,[^}]*\}\},\{"agency":"pension-service","decisions":\{"allow":3,"deny:unverified_certificate":0,"deny:unknown_agency":0,"deny:bad_purpose":1,"deny:bad_operator":0,"deny:purpose_not_permitted":0,"deny:resident_code_forbidden":0,"deny:bad_request":0,"deny:stopped":0,"deny:rate_limited":0,"deny:audit_unavailable":0\}\},\{"agency":"shibuya-city","decisions":\{"allow":1,[^}]*\}\},\{"agency":"zz-block-1","decisions":\{[^}]*\}\}\],"redis":\{"roundtrip":\{"buckets":\{"0\.00025":\d+,[^}]*"\+Inf":(\d+)\},"sum_seconds":\d+\.\d{6},"count":\1\},"errors":0,"reconnects":0,"waiting":0\},"completion_failures":0,"anomalies_fired":0\}\n\z/]
 
 
 
