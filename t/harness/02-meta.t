@@ -178,6 +178,7 @@ GET /t
 T
     [ 'no_error_log', <<'T', qr/^not ok \d+ - TEST 1: t - pattern "\[error\]" should not match any line in error.log but matches line/m ],
 === TEST 1: t
+--- config
 --- request
 GET /missing-file.html
 --- error_code: 404
@@ -186,6 +187,7 @@ GET /missing-file.html
 T
     [ 'grep_error_log_out', <<'T', qr/^not ok \d+ - TEST 1: t - grep_error_log_out \(req 0\)/m ],
 === TEST 1: t
+--- config
 --- request
 GET /missing-file.html
 --- error_code: 404
@@ -376,7 +378,7 @@ no_shuffle();
 add_cleanup_handler(sub { open my \$fh, '>', '$marker' or die; close \$fh; });
 run_tests();
 is(blocks() + 0, 1, 'extra assertion after run_tests');
-done_testing();
+Test::More::done_testing();
 H
 === TEST 1: t
 --- config
@@ -386,7 +388,7 @@ GET /t
 --- response_body chomp
 x
 T
-    is($code, 0, 'done_testing() after run_tests() works') or diag($out);
+    is($code, 0, 'Test::More::done_testing() after run_tests() works') or diag($out);
     like($out, qr/^ok 3 - extra assertion after run_tests$/m, '... the extra assertion ran');
     like($out, qr/^1\.\.3$/m, '... and the plan is printed at the end');
     ok(-e $marker, 'add_cleanup_handler handlers are run');
