@@ -259,8 +259,28 @@ Juki-Operator: op-1
 [503, 200, 200]
 --- response_body_like eval
 ['^\{"error":"audit_unavailable"\}$', '\.\.\.', '"agency":"pension-service"']
---- error_log
-unavailable
+--- timeout: 6
+
+
+
+=== TEST 11b: Redis not running: 503, and the cause is logged
+(the log is checked after every request: here on the one it is about)
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config eval
+JukiTest::http_config(redis => JukiTest::redis2(), timeout => '200ms')
+--- init
+JukiTest::redis2_stop();
+# the cause is logged once a second: not in the second of a reload (HUP)
+select(undef, undef, undef, 1.1);
+--- request
+GET /v1/residents/
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-1
+--- error_code: 503
+--- response_body_like: ^\{"error":"audit_unavailable"\}$
+--- error_log eval
+qr/juki: redis 127\.0\.0\.1:$ENV{TEST_NGINX_REDIS2_PORT} unavailable: /
 --- timeout: 6
 
 
@@ -280,9 +300,30 @@ Juki-Purpose: pension.benefit
 Juki-Operator: op-1
 --- error_code eval
 [200, 200, 503, 200, 200]
---- error_log eval
-qr/redis 127\.0\.0\.1:\d+ (connection lost|unavailable)/
 --- timeout: 8
+
+
+
+=== TEST 12b: Redis lost under a connected worker: the loss is logged, 503
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config eval
+JukiTest::http_config(redis => JukiTest::redis2(), timeout => '200ms')
+--- init
+JukiTest::redis2_start();
+JukiTest::redis2_wait_client(5) or die "no worker connected to the second redis\n";
+# the loss is logged once a second: not in the second of a failed connect
+select(undef, undef, undef, 1.1);
+JukiTest::redis2_kill();
+--- request
+GET /v1/residents/
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-1
+--- error_code: 503
+--- response_body_like: ^\{"error":"audit_unavailable"\}$
+--- error_log eval
+qr/juki: redis 127\.0\.0\.1:$ENV{TEST_NGINX_REDIS2_PORT} connection lost: /
+--- timeout: 6
 
 
 
@@ -305,8 +346,28 @@ Juki-Operator: op-1
  "X-Upstream-Time: .*"]
 --- response_body_like eval
 ['^\\{"error":"audit_unavailable"\\}$', '\\.\\.\\.', '"agency":"pension-service"']
---- error_log
-timed out after 200 ms
+--- timeout: 8
+
+
+
+=== TEST 13b: Redis paused past the timeout: 503, and the timeout is logged
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND}
+--- http_config eval
+JukiTest::http_config(redis => JukiTest::redis2(), timeout => '200ms')
+--- init
+JukiTest::redis2_start();
+JukiTest::redis2_pause(1000);
+--- request
+GET /v1/residents/
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-1
+--- error_code: 503
+--- response_headers_like
+X-Upstream-Time: 0\.(19\d|2\d\d|3[0-4]\d)
+--- response_body_like: ^\{"error":"audit_unavailable"\}$
+--- error_log eval
+qr/juki: redis 127\.0\.0\.1:$ENV{TEST_NGINX_REDIS2_PORT} timed out after 200 ms, 1 commands pending/
 --- timeout: 8
 
 
@@ -330,4 +391,4 @@ Juki-Operator: op-1
 --- no_error_log
 [alert]
 [crit]
-signal
+exited on signal

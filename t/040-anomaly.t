@@ -1,6 +1,10 @@
 # Misuse watch: distinct residents per operator and bursts of denials per
 # agency, counted inside the one Redis round trip; stop switches set,
-# alerts published on juki:alerts and logged at alert level.
+# alerts published on juki:alerts and logged at alert level.  A block named
+# TEST Nb or Nc continues the one before it (the counts live in Redis; the
+# file runs in order): its log checks then sit on the one request whose
+# log they are about, as the genuine Test::Nginx checks the log after every
+# request.
 
 use lib 't/juki';
 use Test::Nginx::Socket 'no_plan';
@@ -52,29 +56,59 @@ unlike(dump_redis(), qr/1000000000\d/, 'no resident code anywhere in redis');
 
 __DATA__
 
-=== TEST 1: past N distinct residents the operator is stopped
+=== TEST 1: up to N distinct residents the operator goes on, no rule fires
 --- http_config eval
 JukiTest::http_config(http => 'juki_anomaly distinct_subjects=3 window=1h;')
 --- init
 JukiTest::redis_reset();
 --- request eval
 ["GET /v1/residents/?code=10000000001", "GET /v1/residents/?code=10000000002",
- "GET /v1/residents/?code=10000000003", "GET /v1/residents/?code=10000000004",
- "GET /v1/residents/?code=10000000001"]
+ "GET /v1/residents/?code=10000000003"]
 --- more_headers
 Juki-Purpose: pension.benefit
 Juki-Operator: op-a
 --- error_code eval
-[200, 200, 200, 200, 503]
+[200, 200, 200]
 --- response_body_like eval
-['"operator":"op-a"', '"operator":"op-a"', '"operator":"op-a"',
- '"operator":"op-a"', '^\{"error":"stopped","audit_id":"[0-9a-f]{16}-\d+"\}$']
+['"operator":"op-a"', '"operator":"op-a"', '"operator":"op-a"']
+--- no_error_log
+anomaly rule
+
+
+
+=== TEST 1b: the N+1st distinct resident fires the rule and stops the operator
+(continues TEST 1: the counts live in Redis; the file runs in order)
+--- http_config eval
+JukiTest::http_config(http => 'juki_anomaly distinct_subjects=3 window=1h;')
+--- request
+GET /v1/residents/?code=10000000004
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-a
+--- error_code: 200
+--- response_body_like: "operator":"op-a"
 --- grep_error_log eval
 qr/anomaly rule \d+ fired: [^,]+/
 --- grep_error_log_out
 anomaly rule 1 fired: distinct residents 4 > 3 in 3600 s
 --- error_log
 action stop_operator
+
+
+
+=== TEST 1c: the stopped operator gets 503, even for a resident seen before; the rule does not fire again
+(continues TEST 1b)
+--- http_config eval
+JukiTest::http_config(http => 'juki_anomaly distinct_subjects=3 window=1h;')
+--- request
+GET /v1/residents/?code=10000000001
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-a
+--- error_code: 503
+--- response_body_like: ^\{"error":"stopped","audit_id":"[0-9a-f]{16}-\d+"\}$
+--- no_error_log
+anomaly rule
 
 
 
@@ -112,45 +146,104 @@ anomaly rule
 
 
 
-=== TEST 4: dry_run alerts without stopping
+=== TEST 4: dry_run: up to N distinct residents nothing fires
 --- http_config eval
 JukiTest::http_config(http => 'juki_anomaly distinct_subjects=2 window=1h dry_run;')
 --- init
 JukiTest::redis_reset();
 --- request eval
-["GET /v1/residents/?code=10000000011", "GET /v1/residents/?code=10000000012",
- "GET /v1/residents/?code=10000000013", "GET /v1/residents/?code=10000000014"]
+["GET /v1/residents/?code=10000000011", "GET /v1/residents/?code=10000000012"]
 --- more_headers
 Juki-Purpose: pension.benefit
 Juki-Operator: op-c
 --- error_code eval
-[200, 200, 200, 200]
+[200, 200]
+--- no_error_log
+anomaly rule
+
+
+
+=== TEST 4b: dry_run alerts without stopping
+(continues TEST 4)
+--- http_config eval
+JukiTest::http_config(http => 'juki_anomaly distinct_subjects=2 window=1h dry_run;')
+--- request
+GET /v1/residents/?code=10000000013
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-c
+--- error_code: 200
 --- error_log
 anomaly rule 1 fired: distinct residents 3 > 2 in 3600 s, action stop_operator (dry run: nothing stopped)
 
 
 
-=== TEST 5: a burst of denials stops the agency
+=== TEST 4c: dry_run: the operator goes on and the rule does not fire again
+(continues TEST 4b)
+--- http_config eval
+JukiTest::http_config(http => 'juki_anomaly distinct_subjects=2 window=1h dry_run;')
+--- request
+GET /v1/residents/?code=10000000014
+--- more_headers
+Juki-Purpose: pension.benefit
+Juki-Operator: op-c
+--- error_code: 200
+--- no_error_log
+anomaly rule
+
+
+
+=== TEST 5: up to N denials nothing fires
 --- http_config eval
 JukiTest::http_config(http => 'juki_anomaly denials=3 window=10m;')
 --- init
 JukiTest::redis_reset();
 --- request eval
-["GET /v1/residents/", "GET /v1/residents/", "GET /v1/residents/",
- "GET /v1/residents/", "GET /v1/residents/"]
---- more_headers eval
-["X-Test-Cert: municipality\r\nJuki-Purpose: pension.benefit\r\nJuki-Operator: op-1",
- "X-Test-Cert: municipality\r\nJuki-Purpose: pension.benefit\r\nJuki-Operator: op-1",
- "X-Test-Cert: municipality\r\nJuki-Purpose: pension.benefit\r\nJuki-Operator: op-1",
- "X-Test-Cert: municipality\r\nJuki-Purpose: pension.benefit\r\nJuki-Operator: op-1",
- "X-Test-Cert: municipality\r\nJuki-Purpose: health.insurance\r\nJuki-Operator: op-1"]
+["GET /v1/residents/", "GET /v1/residents/", "GET /v1/residents/"]
+--- more_headers
+X-Test-Cert: municipality
+Juki-Purpose: pension.benefit
+Juki-Operator: op-1
 --- error_code eval
-[403, 403, 403, 403, 503]
+[403, 403, 403]
 --- response_body_like eval
-['purpose_not_permitted', 'purpose_not_permitted', 'purpose_not_permitted',
- 'purpose_not_permitted', '^\{"error":"stopped","audit_id":"[0-9a-f]{16}-\d+"\}$']
+['purpose_not_permitted', 'purpose_not_permitted', 'purpose_not_permitted']
+--- no_error_log
+anomaly rule
+
+
+
+=== TEST 5b: the N+1st denial fires the rule and stops the agency
+(continues TEST 5)
+--- http_config eval
+JukiTest::http_config(http => 'juki_anomaly denials=3 window=10m;')
+--- request
+GET /v1/residents/
+--- more_headers
+X-Test-Cert: municipality
+Juki-Purpose: pension.benefit
+Juki-Operator: op-1
+--- error_code: 403
+--- response_body_like: purpose_not_permitted
 --- error_log
 anomaly rule 1 fired: denials 4 > 3 in 600 s, action stop_agency
+
+
+
+=== TEST 5c: the stopped agency gets 503 for any purpose; the rule does not fire again
+(continues TEST 5b)
+--- http_config eval
+JukiTest::http_config(http => 'juki_anomaly denials=3 window=10m;')
+--- request
+GET /v1/residents/
+--- more_headers
+X-Test-Cert: municipality
+Juki-Purpose: health.insurance
+Juki-Operator: op-1
+--- error_code: 503
+--- response_body_like: ^\{"error":"stopped","audit_id":"[0-9a-f]{16}-\d+"\}$
+--- no_error_log
+anomaly rule
 
 
 

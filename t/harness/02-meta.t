@@ -5,7 +5,10 @@
 # sections fail loudly, and that the process management works.
 #
 # These cases exercise the bundled harness specifically, whichever
-# Test::Nginx::Socket the outer prove uses.
+# Test::Nginx::Socket the outer prove uses.  Section 9b pins down the
+# genuine library's semantics (log checks after every request, per-request
+# arrays, ...) and, when the genuine library is on @INC, runs the same cases
+# under it to show that both give the same verdict.
 use strict;
 use warnings;
 use Test::More;
@@ -31,8 +34,11 @@ sub free_port {
 }
 
 # run_nested($head_perl, $data, %env) -> ($exit_code, $output, $servroot)
+# _lib => DIR in %env runs the case under the library in DIR instead of
+# the bundled one.
 sub run_nested {
     my ($head, $data, %env) = @_;
+    my $use_lib = delete $env{_lib} // $lib;
     $n++;
     my $file = "$tmp/case$n.t";
     my $servroot = $env{TEST_NGINX_SERVROOT} || "$tmp/servroot$n";
@@ -47,7 +53,7 @@ sub run_nested {
     $ENV{TEST_NGINX_NO_LOCK} = 1;    # private port + servroot: no need to lock
     $ENV{TEST_NGINX_BINARY} = $ENV{HARNESS_META_NGINX} if $ENV{HARNESS_META_NGINX};
     $ENV{$_} = $env{$_} for keys %env;
-    my $out = `'$^X' -I'$lib' '$file' 2>&1`;
+    my $out = `'$^X' -I'$use_lib' '$file' 2>&1`;
     my $code = $? >> 8;
     return ($code, $out, $servroot);
 }
@@ -178,6 +184,7 @@ GET /t
 T
     [ 'no_error_log', <<'T', qr/^not ok \d+ - TEST 1: t - pattern "\[error\]" should not match any line in error.log but matches line/m ],
 === TEST 1: t
+--- config
 --- request
 GET /missing-file.html
 --- error_code: 404
@@ -186,6 +193,7 @@ GET /missing-file.html
 T
     [ 'grep_error_log_out', <<'T', qr/^not ok \d+ - TEST 1: t - grep_error_log_out \(req 0\)/m ],
 === TEST 1: t
+--- config
 --- request
 GET /missing-file.html
 --- error_code: 404
@@ -376,7 +384,7 @@ no_shuffle();
 add_cleanup_handler(sub { open my \$fh, '>', '$marker' or die; close \$fh; });
 run_tests();
 is(blocks() + 0, 1, 'extra assertion after run_tests');
-done_testing();
+Test::More::done_testing();
 H
 === TEST 1: t
 --- config
@@ -386,7 +394,7 @@ GET /t
 --- response_body chomp
 x
 T
-    is($code, 0, 'done_testing() after run_tests() works') or diag($out);
+    is($code, 0, 'Test::More::done_testing() after run_tests() works') or diag($out);
     like($out, qr/^ok 3 - extra assertion after run_tests$/m, '... the extra assertion ran');
     like($out, qr/^1\.\.3$/m, '... and the plan is printed at the end');
     ok(-e $marker, 'add_cleanup_handler handlers are run');
@@ -447,6 +455,220 @@ T
         open my $st, '<', "/proc/$pid/stat"; my $s = <$st> // ''; $s !~ /\) Z /;
     };
     ok(!$alive, '... and killed it');
+}
+
+# 9b. the genuine library's semantics.  Each case is run under the bundled
+# harness; where the genuine library is on @INC (e.g. PERL5LIB=/tmp/tn/lib,
+# or HARNESS_GENUINE_LIB=DIR) the cases marked "both" are run under it too
+# and must get the same verdict, so that these tests describe the genuine
+# behaviour and not only ours.
+my ($genuine) = grep { defined && -f "$_/Test/Nginx/Socket.pm" && !-f "$_/Test/Nginx/Harness/Block.pm" }
+                ($ENV{HARNESS_GENUINE_LIB}, grep { !ref } @INC);
+{
+    my $ok_conf = "--- config\n    location = /ok { return 200 \"ok\\n\"; }\n";
+    # [ name, head, data, passes?, both?, [ regexes on the bundled output ] ]
+    my @cases = (
+        [ 'a forbidden line logged by the 2nd request of an array fails the block',
+          $HEAD, <<"T", 0, 1,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /ok", "GET /missing-a.html"]
+--- error_code eval
+[200, 404]
+--- no_error_log
+[error]
+T
+          [ qr/^ok \d+ - TEST 1: t - pattern "\[error\]" does not match a line in error.log \(req 0\)$/m,
+            qr/^not ok \d+ - TEST 1: t - pattern "\[error\]" should not match any line in error.log but matches line ".*missing-a\.html/m ] ],
+        [ '... and passes when no request logs it', $HEAD, <<"T", 1, 1,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /ok", "GET /ok"]
+--- error_code eval
+[200, 200]
+--- no_error_log
+[error]
+T
+          [ qr/^1\.\.4$/m ] ],
+        [ 'an error_log line of the 1st request only fails on the 2nd', $HEAD, <<"T", 0, 1,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /missing-a.html", "GET /ok"]
+--- error_code eval
+[404, 200]
+--- error_log
+No such file or directory
+T
+          [ qr/^ok \d+ - TEST 1: t - pattern "No such file or directory" matches a line in error.log \(req 0\)$/m,
+            qr/^not ok \d+ - TEST 1: t - pattern "No such file or directory" should match a line in error.log \(req 0\)$/m ] ],
+        [ 'an error_log line every request logs passes, one assertion per request', $HEAD, <<"T", 1, 1,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /missing-a.html", "GET /missing-b.html"]
+--- error_code eval
+[404, 404]
+--- error_log
+No such file or directory
+T
+          [ qr/^1\.\.4$/m ] ],
+        [ 'each request sees only its own part of the log', $HEAD, <<"T", 1, 1,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /missing-a.html", "GET /missing-a.html"]
+--- error_code eval
+[404, 404]
+--- grep_error_log eval
+qr/\\/missing-a\\.html" failed/
+--- grep_error_log_out
+/missing-a.html" failed
+T
+          [ qr/^ok \d+ - TEST 1: t - grep_error_log_out \(req 0\)$/m, qr/^1\.\.4$/m ] ],
+        [ 'a grep_error_log_out array is indexed per repeat', "use Test::Nginx::Socket 'no_plan';\nrepeat_each(2);\nno_shuffle();\nrun_tests();", <<"T", 0, 1,
+=== TEST 1: t
+$ok_conf--- request
+GET /missing-a.html
+--- error_code: 404
+--- grep_error_log eval
+qr/\\/missing-a\\.html" failed/
+--- grep_error_log_out eval
+["/missing-a.html\\" failed\\n", "wrong\\n"]
+T
+          [ qr/^ok \d+ - TEST 1: t - grep_error_log_out \(req 0\)$/m,
+            qr/^not ok \d+ - TEST 1: t - grep_error_log_out \(req 1\)$/m ] ],
+        [ 'response checks of a request array are matched per request', $HEAD, <<"T", 0, 1,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /ok", "GET /missing-a.html"]
+--- error_code eval
+[404, 200]
+T
+          [ qr/^not ok 1 - TEST 1: t - status code ok$/m, qr/^not ok 2 - TEST 1: t - status code ok$/m ] ],
+        [ 'one expected value for several requests fails', $HEAD, <<"T", 0, 1,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /ok", "GET /ok"]
+--- error_code: 200
+T
+          [ qr/^not ok \d+ - TEST 1: t - --- error_code needs one value per request \(an array of 2\)/m ] ],
+        [ 'done_testing() is not exported', "use Test::Nginx::Socket;\nno_shuffle();\nrun_tests();\ndone_testing();", <<"T", 0, 1,
+=== TEST 1: t
+$ok_conf--- request
+GET /ok
+T
+          [ qr/Undefined subroutine &main::done_testing/ ] ],
+        [ 'section code runs under strict outside main', "use Test::Nginx::Socket 'no_plan';\nour \$Greeting = 'ok';\nno_shuffle();\nrun_tests();", <<"T", 0, 1,
+=== TEST 1: t
+$ok_conf--- request
+GET /ok
+--- response_body eval
+"\$Greeting\\n"
+T
+          [ qr/^not ok \d+ - TEST 1: t - bad test block: eval filter failed in section 'response_body': Global symbol "\$Greeting"/m ] ],
+        [ '... main:: names work', "use Test::Nginx::Socket 'no_plan';\nour \$Greeting = 'ok';\nno_shuffle();\nrun_tests();", <<"T", 1, 1,
+=== TEST 1: t
+$ok_conf--- request
+GET /ok
+--- response_body eval
+"\$::Greeting\\n"
+T
+          [ qr/^1\.\.2$/m ] ],
+        [ '$TEST_NGINX_ variables are not expanded in --- request', $HEAD, <<'T', 1, 1,
+=== TEST 1: t
+--- config
+    location = /t { return 200 "$arg_p\n"; }
+--- request
+GET /t?p=$TEST_NGINX_SERVER_PORT
+--- response_body_like: ^\$TEST_NGINX_SERVER_PORT$
+T
+          [ qr/^1\.\.2$/m ] ],
+        [ 'GET / finds html/index.html', $HEAD, <<'T', 1, 1,
+=== TEST 1: t
+--- config
+--- request
+GET /
+--- response_body_like: It works!
+T
+          [ qr/^1\.\.2$/m ] ],
+        [ 'a HEAD inside a pipeline fails', $HEAD, <<'T', 0, 1,
+=== TEST 1: t
+--- config
+    location /p { return 200 "$request_method $uri\n"; }
+--- pipelined_requests eval
+["GET /p1", "HEAD /p2", "GET /p3"]
+--- response_body eval
+["GET /p1\n", "", "GET /p3\n"]
+T
+          [ qr/^not ok \d+ - TEST 1: t - bad request spec: a HEAD request in --- pipelined_requests must be the last one/m ] ],
+        [ 'a skip_nginx version the genuine library rejects fails', $HEAD, <<"T", 0, 1,
+=== TEST 1: t
+--- skip_nginx: 1: < 1.21
+$ok_conf--- request
+GET /ok
+T
+          [ qr/^not ok \d+ - TEST 1: t - bad --- skip_nginx value/m ] ],
+        [ 'no --- config fails', $HEAD, <<'T', 0, 1,
+=== TEST 1: t
+--- request
+GET /
+T
+          [ qr/^not ok \d+ - TEST 1: t - no --- config section/m ] ],
+        # stricter than the genuine library: it silently checks only one
+        # section of each pair, ignores an array's extra values and does not
+        # know --- ignore_response_body
+        [ 'response_body with response_body_like fails', $HEAD, <<"T", 0, 0,
+=== TEST 1: t
+$ok_conf--- request
+GET /ok
+--- response_body
+ok
+--- response_body_like: nope
+T
+          [ qr/^not ok \d+ - TEST 1: t - --- response_body and --- response_body_like together: the genuine library checks only --- response_body/m ] ],
+        [ 'error_code with error_code_like fails', $HEAD, <<"T", 0, 0,
+=== TEST 1: t
+$ok_conf--- request
+GET /ok
+--- error_code: 200
+--- error_code_like: ^5
+T
+          [ qr/^not ok \d+ - TEST 1: t - --- error_code_like and --- error_code together/m ] ],
+        [ 'an array with more values than requests fails', $HEAD, <<"T", 0, 0,
+=== TEST 1: t
+$ok_conf--- request eval
+["GET /ok", "GET /ok"]
+--- error_code eval
+[200, 200, 404]
+T
+          [ qr/^not ok \d+ - TEST 1: t - --- error_code has 3 values for 2 requests/m ] ],
+        [ 'ignore_response_body is not a section', $HEAD, <<"T", 0, 0,
+=== TEST 1: t
+$ok_conf--- request
+GET /ok
+--- ignore_response_body
+--- response_body
+wrong
+T
+          [ qr/^not ok \d+ - TEST 1: t - unsupported section: ignore_response_body/m ] ],
+    );
+    for my $c (@cases) {
+        my ($what, $head, $data, $passes, $both, $res) = @$c;
+        my ($code, $out) = run_nested($head, $data);
+        if ($passes) {
+            is($code, 0, "bundled: $what") or diag($out);
+        } else {
+            ok($code != 0, "bundled: $what (exit $code)") or diag($out);
+        }
+        like($out, $_, "bundled: $what: $_") or diag($out) for @$res;
+        SKIP: {
+            skip "the genuine Test::Nginx is not on \@INC (PERL5LIB or HARNESS_GENUINE_LIB)", 1
+                unless $genuine;
+            skip "bundled-only rule", 1 unless $both;
+            my ($gcode, $gout) = run_nested($head, $data, _lib => $genuine,
+                                            TEST_NGINX_BINARY => $ENV{HARNESS_META_NGINX} || 'nginx');
+            is(!!($gcode == 0), !!$passes, "genuine ($genuine) agrees: $what")
+                or diag($gout);
+        }
+    }
 }
 
 # 9. valgrind mode reports definite leaks as a failed test

@@ -1,8 +1,18 @@
 # Self-test of the bundled Test::Nginx::Socket harness (t/lib): master
 # process with several workers, no_root_location, log_level(), the
 # generated nginx.conf layout, and extra Test::More assertions followed by
-# done_testing() after run_tests().  Stock nginx modules only.
+# Test::More::done_testing() after run_tests() (the genuine library does
+# not export done_testing, so neither does the bundled one).  Stock nginx
+# modules only.  Loads the bundled harness by path whatever PERL5LIB says.
+use FindBin ();
+use lib "$FindBin::Bin/../lib";
 use Test::Nginx::Socket;
+
+BEGIN {
+    $Test::Nginx::Socket::IsBundledHarness
+        or die "t/harness/03-master.t: the bundled harness was not loaded "
+             . "from $FindBin::Bin/../lib\n";
+}
 
 master_on();
 workers(2);
@@ -31,7 +41,7 @@ like($conf, qr/^env HARNESS_MASTER_TEST=1;$/m, 'env_to_nginx() adds an env line'
 like($conf, qr/^http \{.*^\s+server \{.*^\s+listen\s+\d+;.*^\s+server_name\s+'?localhost'?;/ms,
      'default server inside http {}');
 like($conf, qr/^events \{/m, 'events block');
-done_testing();
+Test::More::done_testing();
 
 __DATA__
 

@@ -710,4 +710,18 @@ sub redis_tls_stop {
     unlink redis_tls_dir($name) . '/redis.pid';
 }
 
+# waits (up to SECONDS) until some client other than the asking redis-cli
+# is connected to the second Redis, e.g. a worker's connection; true if so
+sub redis2_wait_client {
+    my $seconds = shift // 5;
+    my $until = time + $seconds;
+    while (1) {
+        my @clients = grep { /\bid=/ }
+            `redis-cli -p $ENV{TEST_NGINX_REDIS2_PORT} CLIENT LIST 2>/dev/null`;
+        return 1 if @clients > 1;
+        return 0 if time > $until;
+        select(undef, undef, undef, 0.05);
+    }
+}
+
 1;

@@ -89,7 +89,7 @@ my %SUPPORTED_SECTIONS = map { $_ => 1 } qw(
     raw_response_headers_like raw_response_headers_unlike
     error_log no_error_log grep_error_log grep_error_log_out
     shutdown_error_log no_shutdown_error_log
-    timeout wait init abort ignore_response ignore_response_body user_files
+    timeout wait init abort ignore_response user_files
     skip_nginx skip_nginx2 skip_eval must_die reload_fails
     ONLY SKIP LAST
 );
@@ -98,12 +98,24 @@ sub supported_sections { sort keys %SUPPORTED_SECTIONS }
 
 # ------------------------------------------------------------- exporting --
 
+# What the genuine library exports, no more: a test file that calls
+# something else (done_testing, note, explain, BAIL_OUT, subtest, run_test,
+# $ServerPort ...) must fail here as it fails there (there it is "Undefined
+# subroutine"); such files call Test::More::done_testing() etc. by name.
 our @EXPORT_FUNCS = qw(
-    run_tests run_test blocks repeat_each no_shuffle master_on master_off
+    run_tests blocks repeat_each no_shuffle master_on master_off
     workers worker_connections log_level no_long_string no_diff
     no_root_location env_to_nginx add_block_preprocessor add_cleanup_handler
     server_name use_hup check_accum_error_log timeout bail_out html_dir
-    server_root server_port server_addr no_nginx_manager is_str
+    server_root server_port server_port_for_client server_addr
+    no_nginx_manager is_str
+);
+
+# The Test::More functions the genuine library passes on (through
+# Test::Base); "is" included.
+our @EXPORT_TEST_MORE = qw(
+    ok is isnt like unlike is_deeply cmp_ok skip todo_skip pass fail
+    eq_array eq_hash eq_set plan can_ok isa_ok diag use_ok
 );
 
 sub import {
@@ -125,15 +137,12 @@ sub import {
         }
     }
     no strict 'refs';
-    for my $f (@Test::More::EXPORT) {
-        next if $f =~ /^[\$\@%]/;
+    for my $f (@EXPORT_TEST_MORE) {
         *{"${caller}::$f"} = \&{"Test::More::$f"};
     }
     for my $f (@EXPORT_FUNCS) {
         *{"${caller}::$f"} = \&{"Test::Nginx::Socket::$f"};
     }
-    *{"${caller}::ServerPort"} = \$ServerPort;
-    *{"${caller}::ServRoot"}   = \$ServRoot;
     Test::More::plan(@plan) if @plan;
 }
 
@@ -159,6 +168,10 @@ sub timeout     { $Timeout = _parse_time($_[0]) if @_; return $Timeout }
 sub html_dir    { $HtmlDir }
 sub server_root { $ServRoot }
 sub server_port { $ServerPort = $_[0] if @_; return $ServerPort }
+sub server_port_for_client {
+    $ServerPortForClient = $_[0] if @_;
+    return $ServerPortForClient;
+}
 sub server_addr { $ServerAddr = $_[0] if @_; return $ServerAddr }
 sub no_nginx_manager { $NoNginxManager = 1 }
 
@@ -283,12 +296,16 @@ sub _expand_env {
     return $text;
 }
 
-sub _expand_deep {
-    my $v = shift;
-    if (!ref $v) { return _expand_env($v) }
-    if (ref $v eq 'ARRAY') { return [ map { _expand_deep($_) } @$v ] }
-    if (ref $v eq 'HASH') { return { map { $_ => _expand_deep($v->{$_}) } keys %$v } }
-    return $v;
+# Expands $TEST_NGINX_* or dies naming the undefined ones (the genuine
+# library bails out on those).
+sub _expand_strict {
+    my $text = shift;
+    return $text unless defined $text && !ref $text;
+    my @missing;
+    $text = _expand_env($text, \@missing);
+    die "No environment " . join(', ', map { "\$$_" } @missing) . " defined.\n"
+        if @missing;
+    return $text;
 }
 
 my $NginxVersion;
@@ -494,6 +511,7 @@ sub _write_user_files {
     for my $f (@files) {
         my ($name, $body, $mtime) = @$f;
         die "--- user_files: absolute path '$name' not allowed\n" if $name =~ m{^/};
+        $body = _expand_strict($body) if defined $body && !ref $body;
         my $path = "$HtmlDir/$name";
         (my $dir = $path) =~ s{/[^/]*\z}{};
         File::Path::make_path($dir) unless -d $dir;
@@ -515,11 +533,20 @@ sub _setup_servroot {
     File::Path::remove_tree($ServRoot) if -d $ServRoot;
     File::Path::make_path($ConfDir, $LogDir, $HtmlDir);
     chmod 0755, $ServRoot, $ConfDir, $LogDir, $HtmlDir;
+    _write_index_html();
 }
 
 sub _clear_html {
     File::Path::remove_tree($HtmlDir) if -d $HtmlDir;
     File::Path::make_path($HtmlDir);
+    _write_index_html();
+}
+
+# The genuine library puts an html/index.html in every servroot, so that
+# "GET /" is a 200 there; a block must not pass here on a 403 instead.
+sub _write_index_html {
+    _write_file("$HtmlDir/index.html", '<html><head><title>It works!'
+        . '</title></head><body>It works!</body></html>');
 }
 
 # ------------------------------------------------------------ the runner --
@@ -664,12 +691,12 @@ sub _run_block {
         return _block_fail($name, "bad test block: $e");
     };
     if (defined(my $re = $block->get_value('request_eval'))) {
-        my ($err, @r) = Test::Nginx::Harness::Block::_eval_in_main($re, $block);
+        my ($err, @r) = Test::Nginx::Harness::Block::eval_code($re, $block);
         return _block_fail($name, "request_eval failed: $err") if $err;
         $block->set_value('request', @r);
     }
     if (defined(my $re = $block->get_value('response_body_eval'))) {
-        my ($err, @r) = Test::Nginx::Harness::Block::_eval_in_main($re, $block);
+        my ($err, @r) = Test::Nginx::Harness::Block::eval_code($re, $block);
         return _block_fail($name, "response_body_eval failed: $err") if $err;
         $block->set_value('response_body', @r);
     }
@@ -683,7 +710,8 @@ sub _run_block {
         }
     }
 
-    # 2. refuse sections we do not implement (instead of ignoring them)
+    # 2. refuse sections we do not implement (instead of ignoring them),
+    # and blocks the genuine library would run differently
     my @unsupported = grep { !$SUPPORTED_SECTIONS{$_} && !$block->{accessed}{$_} }
                       $block->section_names;
     if (@unsupported) {
@@ -691,38 +719,48 @@ sub _run_block {
             "The bundled harness (t/lib/Test/Nginx/Socket.pm) does not implement "
             . "--- " . join(', --- ', @unsupported) . "; see docs/testing.md");
     }
-    if (defined $block->get_value('grep_error_log') && !defined $block->get_value('grep_error_log_out')) {
-        return _block_fail($name, "--- grep_error_log needs --- grep_error_log_out");
+    my $mode = _mode();
+    my $server_name = $block->get_value('server_name');
+    $server_name = $ServerName unless defined $server_name && length $server_name;
+    $server_name =~ s/^\s+|\s+$//g;
+    my $n_resp;
+    if (defined(my $e = _shape_error($block, $server_name, \$n_resp))) {
+        return _block_fail($name, $e);
     }
 
-    # 3. skip conditions
+    # 3. skip conditions (the genuine library's formats only)
     my ($skip_n, $skip_reason);
-    for my $s (qw(skip_nginx skip_nginx2 skip_eval)) {
+    my @skips = grep { defined $block->get_value($_) } qw(skip_nginx skip_nginx2 skip_eval);
+    if (@skips > 1) {
+        return _block_fail($name, "--- " . join(' and --- ', @skips) . " together: "
+            . "the genuine library would not combine them as written; use one");
+    }
+    for my $s (@skips) {
         my $v = $block->get_value($s);
-        next unless defined $v;
         $v =~ s/^\s+|\s+$//g;
-        my ($n, $cond) = $v =~ /^(\d+)\s*:\s*(.*)$/s
-            or return _block_fail($name, "bad --- $s value '$v' (expected 'N: condition')");
+        my $ver = qr/\d+\.\d+\.\d+/;
         my $hit;
         if ($s eq 'skip_eval') {
-            my ($err, @r) = Test::Nginx::Harness::Block::_eval_in_main($cond, $block);
+            my ($n, $code) = $v =~ /^(\d+)\s*:\s*(.*)$/s
+                or return _block_fail($name, "bad --- skip_eval value '$v' (expected 'N: perl code')");
+            my ($err, @r) = Test::Nginx::Harness::Block::eval_code($code, $block);
             return _block_fail($name, "--- skip_eval code failed: $err") if $err;
-            $hit = $r[-1];
+            ($skip_n, $skip_reason) = ($n, "skip_eval: $code") if $r[-1];
         } elsif ($s eq 'skip_nginx') {
-            my ($op, $ver) = $cond =~ /^([<>=!]=?)\s*(\S+)$/
-                or return _block_fail($name, "bad --- skip_nginx condition '$cond'");
-            $hit = _ver_test($op, $ver);
+            my ($n, $op, $v1, $why) = $v =~ /^(\d+)\s*:\s*([<>]=?)\s*($ver)(?:\s*:\s*(.*))?$/s
+                or return _block_fail($name, "bad --- skip_nginx value '$v' "
+                    . "(expected 'N: <|<=|>|>= X.Y.Z[: reason]')");
+            ($skip_n, $skip_reason) = ($n, $why || "nginx " . _nginx_version() . " $op $v1")
+                if _ver_test($op, $v1);
         } else {
-            my ($op1, $v1, $conj, $op2, $v2) =
-                $cond =~ /^([<>=!]=?)\s*(\S+)\s+(and|or)\s+([<>=!]=?)\s*(\S+)$/
-                or return _block_fail($name, "bad --- skip_nginx2 condition '$cond'");
-            $hit = $conj eq 'and' ? (_ver_test($op1, $v1) && _ver_test($op2, $v2))
-                                  : (_ver_test($op1, $v1) || _ver_test($op2, $v2));
-        }
-        if ($hit) {
-            ($skip_n, $skip_reason) = ($n, $s eq 'skip_eval' ? "skip_eval: $cond"
-                                          : "nginx " . _nginx_version() . " $cond");
-            last;
+            my ($n, $op1, $v1, $conj, $op2, $v2, $why) = $v =~
+                /^(\d+)\s*:\s*([<>]=?)\s*($ver)\s*(and|or)\s*([<>]=?)\s*($ver)(?:\s*:\s*(.*))?$/s
+                or return _block_fail($name, "bad --- skip_nginx2 value '$v' "
+                    . "(expected 'N: OP X.Y.Z and|or OP X.Y.Z[: reason]')");
+            my $h = $conj eq 'and' ? (_ver_test($op1, $v1) && _ver_test($op2, $v2))
+                                   : (_ver_test($op1, $v1) || _ver_test($op2, $v2));
+            ($skip_n, $skip_reason) = ($n, $why || "nginx " . _nginx_version()
+                                               . " $op1 $v1 $conj $op2 $v2") if $h;
         }
     }
     if (defined $skip_n) {
@@ -733,10 +771,6 @@ sub _run_block {
     }
 
     # 4. config + servroot + nginx
-    my $mode = _mode();
-    my $server_name = $block->get_value('server_name');
-    $server_name = $ServerName unless defined $server_name && length $server_name;
-    $server_name =~ s/^\s+|\s+$//g;
     my $conf = eval { _build_config($block, { %$mode, server_name => $server_name }) };
     if (!defined $conf) {
         my $e = $@; chomp $e;
@@ -747,25 +781,19 @@ sub _run_block {
     my $start_err;
     my $must_die = $block->get_value('must_die');
     my $block_log_start = 0;
-    my $alert_start = 0;     # alerts are also looked for in the reload window
-    my $stderr_start = 0;
 
     if (!$NoNginxManager) {
         if ($mode->{hup} && $HupRunning && $server->alive && !defined $must_die) {
             _clear_html();
             eval { _write_user_files($block); 1 } or return _block_fail($name, "user_files: $@");
             _write_file($ConfFile, $conf);
+            # as in the genuine library (which reopens the log before the
+            # HUP), the block's log starts before the reload: the new
+            # workers' start and the old ones' exit are part of it
             $block_log_start = _log_size();
-            $alert_start = $block_log_start;
             $start_err = $server->reload(port => $ServerPortForClient);
             if ($start_err && defined $block->get_value('reload_fails')) {
                 $start_err = undef;
-            }
-            if (!$start_err) {
-                # the block's log window starts once the reload is over (the
-                # old workers' shutdown chatter is not part of this block)
-                _settle_log();
-                $block_log_start = _log_size();
             }
         } else {
             $server->stop(grace => 5) if $server->alive;
@@ -773,31 +801,46 @@ sub _run_block {
             _setup_servroot();
             eval { _write_user_files($block); 1 } or return _block_fail($name, "user_files: $@");
             _write_file($ConfFile, $conf);
-            my $vg = $mode->{valgrind} && !defined $must_die ? _valgrind_cmd() : undef;
-            if ($vg) {
-                $vg = [ @$vg, "--log-file=" . $server->vg_log ];
-            }
-            $start_err = $server->start(
-                port => $ServerPortForClient, valgrind => $vg,
-                startup_timeout => $vg ? 60 : ($ENV{TEST_NGINX_STARTUP_TIMEOUT} || 10),
-                # -e: startup errors go to error.log (as with openresty builds)
-                error_log => (_ver_cmp(_nginx_version(), '1.19.5') >= 0 ? $ErrLogFile : undef));
+            $start_err = _start_nginx($server, $mode, $must_die);
             $HupRunning = ($mode->{hup} && !$start_err) ? 1 : 0;
         }
     }
 
-    if (defined $must_die) {
-        if (!$start_err) {
-            Test::More::fail("$name - nginx should have failed to start (--- must_die)");
-            $server->stop(grace => 5);
-        } elsif ($must_die =~ /^\s*(\d+)\s*$/ && $start_err !~ /status $1\b/) {
-            Test::More::fail("$name - nginx should have exited with status $1 ($start_err)");
-        }
+    # the error log is read in windows: each check sees what was written
+    # since the previous one (from the block's start for the first)
+    my $log_off = $block_log_start;
+    my $alert_off = $block_log_start;
+    my $next_window = sub {
+        my ($rep) = @_;
         _settle_log();
-        my ($log) = _read_file_from($ErrLogFile, 0);
-        my ($err) = _read_file_from($server->stderr_log, 0);
-        my $lines = _log_lines($log . $err);
-        _check_error_logs($block, $name, $lines, 0, 0);
+        my ($log, $end) = _read_file_from($ErrLogFile,
+                                          $CheckAccumErrLog ? $block_log_start : $log_off);
+        my $lines = _log_lines($log);
+        $log_off = $end;
+        return $lines;
+    };
+
+    if (defined $must_die) {
+        # the genuine library starts nginx once per repeat, with one
+        # assertion on how it died, then the log checks
+        for my $rep (0 .. $RepeatEach - 1) {
+            if ($rep > 0) {
+                $start_err = _start_nginx($server, $mode, $must_die);
+            }
+            if (!$start_err) {
+                Test::More::fail("$name - nginx should have failed to start (--- must_die)");
+                $server->stop(grace => 5);
+            } elsif ($must_die =~ /^\s*(\d+)\s*$/) {
+                my $want = $1;
+                my ($got) = $start_err =~ /status (\d+)/;
+                Test::More::is($got // '', $want, "$name - die with the expected exit code");
+            } else {
+                Test::More::pass("$name - die as expected");
+            }
+            my $lines = $next_window->($rep);
+            _check_error_logs($block, $name, $lines, $rep);
+            $alert_off = $log_off;
+        }
         return;
     }
 
@@ -810,7 +853,7 @@ sub _run_block {
 
     # 5. init code
     if (defined(my $init = $block->get_value('init'))) {
-        my ($err) = Test::Nginx::Harness::Block::_eval_in_main($init, $block);
+        my ($err) = Test::Nginx::Harness::Block::eval_code($init, $block);
         if ($err) {
             chomp $err;
             _block_fail($name, "--- init failed: $err");
@@ -822,16 +865,23 @@ sub _run_block {
     my $middle_delay = _parse_time($block->get_value('raw_request_middle_delay'));
     my $shutdown = $block->get_value('shutdown');
     if (defined $shutdown) { $shutdown =~ s/\s+//g; $shutdown = 1 if $shutdown eq '' }
-    my $alert_seen_off = $alert_start;
+    my $wait = _parse_time($block->get_value('wait'));
+    my $ignore = defined $block->get_value('ignore_response');
 
-    # 6. the requests (repeat_each times)
+    # 6. the requests (repeat_each times).  As in the genuine library, each
+    # response is checked as soon as it is read, and then the error log:
+    # --- error_log, --- no_error_log and --- grep_error_log apply to EVERY
+    # request of a block, each on the log written since the previous check
+    # (a request array's first request sees the block's start-up too).
     for my $rep (0 .. $RepeatEach - 1) {
-        my $log_off = ($CheckAccumErrLog || $rep == 0) ? $block_log_start : _log_size();
-
+        if ($rep > 0 && !$NoNginxManager) {
+            # the genuine library writes the user files again per repeat
+            eval { _write_user_files($block); 1 } or _block_fail($name, "user_files: $@");
+        }
         my @conns = eval {
             Test::Nginx::Harness::Client::requests_from_block(
                 block => $block, server_name => $server_name,
-                expand => \&_expand_deep);
+                expand => \&_expand_strict);
         };
         if (!@conns) {
             my $e = $@ || "no request"; chomp $e;
@@ -839,7 +889,7 @@ sub _run_block {
             last;
         }
 
-        my @responses;
+        my $i = 0;
         for my $c (@conns) {
             my $res;
             if ($start_err) {
@@ -860,28 +910,28 @@ sub _run_block {
                         . _tail($ErrLogFile, 20));
                 }
             }
-            push @responses, Test::Nginx::Harness::Client::parse_responses($res->{raw}, $c->{methods});
-        }
-
-        if (!defined $block->get_value('ignore_response')) {
-            for my $i (0 .. $#responses) {
-                _check_response($block, $name, $responses[$i], $i, $rep);
+            for my $r (Test::Nginx::Harness::Client::parse_responses($res->{raw}, $c->{methods})) {
+                if (!$ignore) {
+                    if ($r->{bad_framing}) {
+                        Test::More::fail("$name - invalid response received: $r->{bad_framing}");
+                    }
+                    if (defined $r->{extra}) {
+                        (my $x = $r->{extra}) =~ s/([^\x20-\x7e])/sprintf('\\x{%02x}', ord $1)/ge;
+                        Test::More::diag("WARNING: $name - unexpected extra bytes after "
+                                         . "the response: \"$x\"");
+                    }
+                    _check_response($block, $name, $r, $i, $rep, $n_resp > 1);
+                }
+                Time::HiRes::sleep($wait) if defined $wait && $wait > 0;
+                my $lines = $next_window->($rep);
+                _check_error_logs($block, $name, $lines, $rep);
+                # alerts: only lines not scanned before
+                my ($new) = _read_file_from($ErrLogFile, $alert_off);
+                $alert_off = $log_off if $log_off > $alert_off;
+                _scan_alerts($block, $name, _log_lines($new), '');
+                $i++;
             }
         }
-
-        if (defined(my $w = _parse_time($block->get_value('wait')))) {
-            Time::HiRes::sleep($w) if $w > 0;
-        }
-
-        _settle_log();
-        my ($log, $end) = _read_file_from($ErrLogFile, $log_off);
-        my $lines = _log_lines($log);
-        _check_error_logs($block, $name, $lines, $rep, 0);
-
-        # alerts (only lines not scanned before)
-        my ($new) = _read_file_from($ErrLogFile, $alert_seen_off);
-        $alert_seen_off = $end if $end > $alert_seen_off;
-        _scan_alerts($block, $name, _log_lines($new), '');
     }
 
     # 7. stop nginx (not in HUP mode) and the shutdown checks
@@ -906,21 +956,113 @@ sub _run_block {
         }
         return;
     }
-    my $stop_off = _log_size();
     my $info = $server->stop(grace => $mode->{valgrind} ? 60 : 5);
     $HupRunning = 0;
     if ($info->{killed}) {
         Test::More::diag("WARNING: $name - nginx did not exit on SIGQUIT; it was killed");
     }
-    my ($sdlog) = _read_file_from($ErrLogFile, $stop_off);
+    # the shutdown log: everything after the last request's window
+    my ($sdlog) = _read_file_from($ErrLogFile, $log_off);
     my $sdlines = _log_lines($sdlog);
     _check_pattern_list($name, $sdlines, $sd_pats, 1, "shutdown error log", '');
     _check_pattern_list($name, $sdlines, $nsd_pats, 0, "shutdown error log", '');
-    _scan_alerts($block, $name, $sdlines, ' (during shutdown)');
+    my ($sdnew) = _read_file_from($ErrLogFile, $alert_off);
+    _scan_alerts($block, $name, _log_lines($sdnew), ' (during shutdown)');
 
     if ($mode->{valgrind} && !$start_err) {
         _check_valgrind($name, $server, $info);
     }
+}
+
+sub _start_nginx {
+    my ($server, $mode, $must_die) = @_;
+    my $vg = $mode->{valgrind} && !defined $must_die ? _valgrind_cmd() : undef;
+    if ($vg) {
+        $vg = [ @$vg, "--log-file=" . $server->vg_log ];
+    }
+    return $server->start(
+        port => $ServerPortForClient, valgrind => $vg,
+        startup_timeout => $vg ? 60 : ($ENV{TEST_NGINX_STARTUP_TIMEOUT} || 10),
+        # -e: startup errors go to error.log (as with openresty builds)
+        error_log => (_ver_cmp(_nginx_version(), '1.19.5') >= 0 ? $ErrLogFile : undef));
+}
+
+# Sections whose value is checked against each response.
+my @RESPONSE_SECTIONS = qw(
+    error_code error_code_like raw_response_headers_like
+    raw_response_headers_unlike response_headers response_headers_like
+    response_body response_body_like response_body_unlike
+);
+
+# Pairs of sections of which the genuine library checks only the first and
+# silently ignores the second: a block must not count on both.
+my @IGNORED_PAIRS = (
+    [qw(error_code_like error_code)],
+    [qw(response_body response_body_like)],
+    [qw(response_body response_body_unlike)],
+    [qw(response_body_like response_body_unlike)],
+    [qw(response_headers response_headers_like)],
+);
+
+# Finds what would make the block run differently under the genuine
+# library (or not at all); returns a message, or undef.  Sets $$n_resp to
+# the number of responses the block expects.
+sub _shape_error {
+    my ($block, $server_name, $n_resp) = @_;
+    if (!defined $block->get_value('config')) {
+        return "no --- config section (the genuine library would run this block "
+             . "in the previous block's nginx, or bail out if it is the first)";
+    }
+    my $g = defined $block->get_value('grep_error_log');
+    my $go = defined $block->get_value('grep_error_log_out');
+    return "--- grep_error_log needs --- grep_error_log_out" if $g && !$go;
+    return "--- grep_error_log_out needs --- grep_error_log" if $go && !$g;
+    for my $p (@IGNORED_PAIRS) {
+        my ($first, $second) = @$p;
+        if (defined $block->get_value($first) && defined $block->get_value($second)) {
+            return "--- $first and --- $second together: the genuine library "
+                 . "checks only --- $first; use one of them";
+        }
+    }
+
+    my @conns = eval {
+        Test::Nginx::Harness::Client::requests_from_block(
+            block => $block, server_name => $server_name,
+            expand => \&_expand_strict);
+    };
+    if (!@conns) {
+        my $e = $@ || "no request"; chomp $e;
+        return "bad request spec: $e";
+    }
+    my $n = 0;
+    $n += @{ $_->{methods} } for @conns;
+    $$n_resp = $n;
+
+    if (!defined $block->get_value('ignore_response')) {
+        for my $s (@RESPONSE_SECTIONS) {
+            my $v = $block->get_value($s);
+            next unless defined $v;
+            if ($n > 1) {
+                return "--- $s needs one value per request (an array of $n): "
+                     . "the block sends $n requests" unless ref $v eq 'ARRAY';
+            }
+            if (ref $v eq 'ARRAY' && @$v != $n) {
+                return "--- $s has " . scalar(@$v) . " values for $n request"
+                     . ($n == 1 ? '' : 's');
+            }
+        }
+    }
+
+    # undefined $TEST_NGINX_* in the expectations the genuine library expands
+    my @texts;
+    for my $s (qw(response_body grep_error_log_out)) {
+        my $v = $block->get_value($s);
+        push @texts, grep { defined && !ref } (ref $v eq 'ARRAY' ? @$v : ($v));
+    }
+    for my $t (@texts) {
+        eval { _expand_strict($t); 1 } or do { my $e = $@; chomp $e; return $e };
+    }
+    return undef;
 }
 
 sub _is_last_block {
@@ -996,7 +1138,6 @@ sub _check_response {
     }
 
     # body
-    return if defined $block->get_value('ignore_response_body');
     my $body = $r->{body};
     my $suffix = "(repeated req $rep, req $i)";
     my $rb = $block->get_value('response_body');
@@ -1005,6 +1146,7 @@ sub _check_response {
         if (defined $exp && !ref $exp) {
             $exp =~ s/\$ServerPort\b/$ServerPort/g;
             $exp =~ s/\$ServerPortForClient\b/$ServerPortForClient/g;
+            $exp = _expand_strict($exp);    # checked by _shape_error
         }
         is_str($body, $exp, "$name - response_body - response is expected $suffix");
     }
@@ -1038,8 +1180,8 @@ sub _parse_header_spec {
         if ($line =~ s/^!\s*//) {
             ($k, $v) = ($line, undef);
         } else {
+            # a line without a colon means "absent" to the genuine library
             ($k, $v) = split /\s*:\s*/, $line, 2;
-            $v = '' unless defined $v;
         }
         push @order, $k unless exists $val{$k};
         $val{$k} = $v;
@@ -1071,13 +1213,11 @@ sub _check_pattern_list {
 }
 
 sub _check_error_logs {
-    my ($block, $name, $lines, $rep, $unused) = @_;
+    my ($block, $name, $lines, $rep) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
     my $suffix = " (req $rep)";
-    _check_pattern_list($name, $lines, [ _patterns($block->get_value('error_log'), 1) ],
-                        1, 'error.log', $suffix);
-    _check_pattern_list($name, $lines, [ _patterns($block->get_value('no_error_log'), 1) ],
-                        0, 'error.log', $suffix);
     my $g = $block->get_value('grep_error_log');
+    $g = $g->[$rep] if ref $g eq 'ARRAY';    # per repeat, as genuinely
     if (defined $g) {
         my $out = '';
         for my $l (@$lines) {
@@ -1088,8 +1228,18 @@ sub _check_error_logs {
         }
         my $exp = $block->get_value('grep_error_log_out');
         $exp = $exp->[$rep] if ref $exp eq 'ARRAY';
-        local $Test::Builder::Level = $Test::Builder::Level + 1;
+        $exp = _expand_strict($exp) if defined $exp && !ref $exp;
         is_str($out, $exp, "$name - grep_error_log_out (req $rep)");
+    }
+    _check_pattern_list($name, $lines, [ _patterns($block->get_value('error_log'), 1) ],
+                        1, 'error.log', $suffix);
+    _check_pattern_list($name, $lines, [ _patterns($block->get_value('no_error_log'), 1) ],
+                        0, 'error.log', $suffix);
+    # a failed assert() in nginx fails the block, as genuinely
+    for my $l (@$lines) {
+        next unless $l =~ /\bAssertion .*?failed\b/;
+        chomp(my $c = $l);
+        Test::More::fail("$name - $c");
     }
 }
 

@@ -138,7 +138,7 @@ sub apply_filters {
             }
             if ($f eq 'eval') {
                 my $code = join '', map { defined $_ ? $_ : '' } @vals;
-                my ($err, @r) = _eval_in_main($code, $self);
+                my ($err, @r) = eval_code($code, $self);
                 if ($err) {
                     chomp $err;
                     die "eval filter failed in section '$name': $err\n";
@@ -174,19 +174,18 @@ sub apply_filters {
 
 our $CurrentBlock;
 
-# Evaluates section text as Perl code in package main (like Test::Base's
-# eval filter).  Returns ($error, @values).
-sub _eval_in_main {
+# Evaluates section text as Perl code the way the genuine library does:
+# under "use strict", in a package of its own, not in main; so a block
+# that names main's variables or subs without "main::" (or "::") fails
+# here as it fails there.  Returns ($error, @values).
+sub eval_code {
     my ($__code, $__block) = @_;
     local $CurrentBlock = $__block;
     my @__r;
     my $__err;
     {
-        package main;
-        no strict;
-        no warnings;
         local $@;
-        @__r = eval $__code;
+        @__r = Test::Nginx::Harness::Eval::run($__code);
         $__err = $@;
     }
     return ($__err, @__r);
@@ -252,6 +251,16 @@ sub AUTOLOAD {
     }
     my $v = $self->_get($name) or return wantarray ? () : undef;
     return wantarray ? @$v : $v->[0];
+}
+
+package Test::Nginx::Harness::Eval;
+
+# the package section code runs in (see eval_code above)
+use strict;
+
+sub run {
+    no warnings;
+    return eval $_[0];
 }
 
 1;

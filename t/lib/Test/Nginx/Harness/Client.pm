@@ -47,8 +47,8 @@ sub parse_request_spec {
 # Parses the more_headers text into "Key: value\r\n" lines.
 sub format_more_headers {
     my ($text) = @_;
-    return ('', 0, 0, 0) unless defined $text && length $text;
-    my ($out, $chunked, $has_len, $has_host) = ('', 0, 0, 0);
+    return ('', 0, 0, 0, 0) unless defined $text && length $text;
+    my ($out, $chunked, $has_len, $has_host, $has_conn) = ('', 0, 0, 0, 0);
     for my $h (split /\n+/, $text) {
         next if $h =~ /^\s*#/;
         next if $h !~ /\S/;
@@ -58,9 +58,10 @@ sub format_more_headers {
         $chunked = 1 if lc($k) eq 'transfer-encoding' && $v =~ /^\s*chunked\s*$/i;
         $has_len = 1 if lc($k) eq 'content-length';
         $has_host = 1 if lc($k) eq 'host';
+        $has_conn = 1 if $k =~ /^connection/i;
         $out .= "$k: $v\r\n";
     }
-    return ($out, $chunked, $has_len, $has_host);
+    return ($out, $chunked, $has_len, $has_host, $has_conn);
 }
 
 # Builds one request from a list of packets (strings).  Returns the list of
@@ -70,7 +71,8 @@ sub build_request {
     my @packets = @{ $a{packets} };
     my $spec = join '', @packets;
     my $p = parse_request_spec($spec);
-    my ($mh, $chunked, $has_len, $has_host) = format_more_headers($a{more_headers});
+    my ($mh, $chunked, $has_len, $has_host, $has_conn) =
+        format_more_headers($a{more_headers});
 
     my $content = $p->{content};
     my $body_trim_lead = 0;
@@ -81,8 +83,11 @@ sub build_request {
         $len_header = "Content-Length: " . length($content) . "\r\n";
     }
     my $host = $has_host ? '' : "Host: $a{server_name}\r\n";
+    # like the genuine library: no Connection header of our own when the
+    # block gives one
+    my $conn = $has_conn ? '' : "Connection: $a{connection}\r\n";
     my $head = "$p->{method} $p->{url} $p->{http_ver}\r\n"
-             . $host . "Connection: $a{connection}\r\n" . $mh . $len_header . "\r\n";
+             . $host . $conn . $mh . $len_header . "\r\n";
     my $full = $head . $content;
 
     return ([$full], $p->{method}) if @packets <= 1;
@@ -119,6 +124,9 @@ sub build_request {
 # Returns a list of "connections" to make, in order.  Each is
 #   { packets => [ { value => ..., delay_before => ... }, ... ],
 #     methods => [ method per expected response ], raw => 0|1 }
+# As in the genuine library, $TEST_NGINX_* variables are expanded in
+# --- pipelined_requests only (by the "expand" callback, which dies on an
+# undefined one), never in --- request, --- raw_request or --- more_headers.
 sub requests_from_block {
     my (%a) = @_;
     my $block = $a{block};
@@ -129,8 +137,7 @@ sub requests_from_block {
     my $raw = $block->get_value('raw_request');
     if (defined $raw) {
         my @pk = ref $raw eq 'ARRAY' ? @$raw : ($raw);
-        @pk = map { ref $_ eq 'HASH' ? { %$_, value => $expand->($_->{value}) }
-                                     : { value => $expand->($_) } } @pk;
+        @pk = map { ref $_ eq 'HASH' ? { %$_ } : { value => $_ } } @pk;
         my $meth = ($pk[0]{value} // '') =~ /^\s*(\S+)/ ? $1 : 'GET';
         push @conns, { packets => \@pk, methods => [$meth], raw => 1 };
         return @conns;
@@ -138,9 +145,11 @@ sub requests_from_block {
 
     my $more = $block->get_value('more_headers');
     my $more_for = sub {
-        my $i = shift;
-        my $m = ref $more eq 'ARRAY' ? $more->[$i] : $more;
-        return defined $m ? $expand->($m) : undef;
+        my ($i, $what) = @_;
+        return $more unless ref $more eq 'ARRAY';
+        die "--- more_headers has no value for the $what\n"
+            unless defined $more->[$i];
+        return $more->[$i];
     };
 
     my $pipe = $block->get_value('pipelined_requests');
@@ -151,8 +160,14 @@ sub requests_from_block {
         for my $i (0 .. $#$pipe) {
             my ($pk, $m) = build_request(
                 packets => [ $expand->($pipe->[$i]) ],
-                more_headers => $more_for->(0), server_name => $server_name,
+                more_headers => $more_for->($i, "pipelined request $i"),
+                server_name => $server_name,
                 connection => ($i == $#$pipe ? 'close' : 'keep-alive'));
+            # the genuine library frames a HEAD response like any other
+            # (by its Content-Length), which swallows the next response
+            die "a HEAD request in --- pipelined_requests must be the last "
+                . "one (the genuine library would misread the responses "
+                . "after it)\n" if $m eq 'HEAD' && $i != $#$pipe;
             $all .= join '', @$pk;
             push @methods, $m;
         }
@@ -166,10 +181,17 @@ sub requests_from_block {
     my @reqs = ref $req eq 'ARRAY' ? @$req : ($req);
     for my $i (0 .. $#reqs) {
         my $r = $reqs[$i];
+        die "request $i must be a string or an array of packets\n"
+            if ref $r && ref $r ne 'ARRAY';
         my @orig = ref $r eq 'ARRAY' ? @$r : ($r);
-        my @strs = map { $expand->(ref $_ eq 'HASH' ? $_->{value} : $_) } @orig;
+        for my $o (@orig) {
+            die "a packet must be a string or a hash with a value\n"
+                if ref $o && ref $o ne 'HASH';
+        }
+        my @strs = map { ref $_ eq 'HASH' ? $_->{value} : $_ } @orig;
         my ($pk, $m) = build_request(
-            packets => \@strs, more_headers => $more_for->($i),
+            packets => \@strs,
+            more_headers => $more_for->($i, "request $i"),
             server_name => $server_name, connection => 'close');
         my @packets;
         for my $j (0 .. $#$pk) {
@@ -214,7 +236,9 @@ sub send_request {
     my $next_packet = sub {
         my $p = shift @packets;
         return 0 unless $p;
-        my $delay = $p->{delay_before};
+        # as in the genuine library, the first packet goes out at once
+        # (its delay_before is not honoured)
+        my $delay = $first ? undef : $p->{delay_before};
         $delay = $a{middle_delay} if !defined $delay && !$first;
         Time::HiRes::sleep($delay) if $delay && $delay > 0;
         $first = 0;
@@ -310,7 +334,9 @@ sub _decode_chunked {
 }
 
 # parse_responses($raw, \@methods) -> list of response hashes:
-#   { code, status_line, raw_headers, headers => [[k, v], ...], body, error }
+#   { code, status_line, raw_headers, headers => [[k, v], ...], body, error,
+#     bad_framing (a broken chunked body), extra (bytes after the last
+#     response of the connection) }
 sub parse_responses {
     my ($raw, $methods) = @_;
     my @methods = @$methods;
@@ -372,13 +398,18 @@ sub parse_responses {
         } elsif (defined $te && $te =~ /\bchunked\b/i) {
             my ($body, $left, $err) = _decode_chunked($after);
             $r->{body} = $body;
-            $r->{error} = $err if $err;
+            # the genuine library fails the block on a broken chunked body
+            $r->{bad_framing} = $err if $err;
             $rest = $left;
-        } elsif (defined $cl && $cl =~ /^\s*(\d+)/ && !$last) {
+            $r->{extra} = $left if $last && length $left;
+        } elsif (defined $cl && $cl =~ /^\s*(\d+)\s*$/) {
+            # the body is Content-Length bytes, on the last response of a
+            # connection too (as the genuine library reads it)
             $r->{body} = substr($after, 0, $1);
             $r->{error} = "truncated body (Content-Length $1, got " . length($after) . ")"
                 if length($after) < $1;
             $rest = length($after) > $1 ? substr($after, $1) : '';
+            $r->{extra} = $rest if $last && length $rest;
         } else {
             # last (or only) response on the connection: read-until-close
             $r->{body} = $after;
