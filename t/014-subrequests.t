@@ -78,7 +78,7 @@ qr/\[emerg\] .*"juki on" cannot be used with "post_action" in \S+nginx\.conf:\d+
 
 === TEST 3: a mirror of an allowed request never reaches a backend
 --- http_config eval: main::mirror_config()
---- config eval: client_config()
+--- config eval: main::client_config()
 --- request
 GET /v1/residents/?code=12345678901
 --- more_headers

@@ -1017,6 +1017,12 @@ sub _shape_error {
     my $go = defined $block->get_value('grep_error_log_out');
     return "--- grep_error_log needs --- grep_error_log_out" if $g && !$go;
     return "--- grep_error_log_out needs --- grep_error_log" if $go && !$g;
+    # the genuine library checks how nginx died and returns before it reads
+    # the request: a --- must_die block needs none
+    if (defined $block->get_value('must_die')) {
+        $$n_resp = 0;
+        return undef;
+    }
     for my $p (@IGNORED_PAIRS) {
         my ($first, $second) = @$p;
         if (defined $block->get_value($first) && defined $block->get_value($second)) {
