@@ -91,8 +91,8 @@ Juki-Operator: op-a
 qr/anomaly rule \d+ fired: [^,]+/
 --- grep_error_log_out
 anomaly rule 1 fired: distinct residents 4 > 3 in 3600 s
---- error_log
-action stop_operator
+--- error_log eval
+qr/\[alert\] \d+#\d+: juki: anomaly rule 1 fired: [^,]+, action stop_operator, alert published on juki:alerts/
 
 
 
@@ -173,8 +173,8 @@ GET /v1/residents/?code=10000000013
 Juki-Purpose: pension.benefit
 Juki-Operator: op-c
 --- error_code: 200
---- error_log
-anomaly rule 1 fired: distinct residents 3 > 2 in 3600 s, action stop_operator (dry run: nothing stopped)
+--- error_log eval
+qr/\[alert\] \d+#\d+: juki: anomaly rule 1 fired: distinct residents 3 > 2 in 3600 s, action stop_operator \(dry run: nothing stopped\)/
 
 
 
@@ -225,8 +225,8 @@ Juki-Purpose: pension.benefit
 Juki-Operator: op-1
 --- error_code: 403
 --- response_body_like: purpose_not_permitted
---- error_log
-anomaly rule 1 fired: denials 4 > 3 in 600 s, action stop_agency
+--- error_log eval
+qr/\[alert\] \d+#\d+: juki: anomaly rule 1 fired: denials 4 > 3 in 600 s, action stop_agency/
 
 
 

@@ -606,6 +606,17 @@ $ok_conf--- request
 GET /ok
 T
           [ qr/^not ok \d+ - TEST 1: t - bad --- skip_nginx value/m ] ],
+        [ 'a must_die block needs no request; one assertion per repeat',
+          "use Test::Nginx::Socket 'no_plan';\nrepeat_each(2);\nno_shuffle();\nrun_tests();", <<'T', 1, 1,
+=== TEST 1: t
+--- config
+    location = /t { no_such_directive_here on; }
+--- must_die
+--- error_log
+unknown directive "no_such_directive_here"
+T
+          [ qr/^ok 1 - TEST 1: t - die as expected$/m, qr/^ok 3 - TEST 1: t - die as expected$/m,
+            qr/^1\.\.4$/m ] ],
         [ 'no --- config fails', $HEAD, <<'T', 0, 1,
 === TEST 1: t
 --- request
