@@ -334,3 +334,21 @@ qr/\[emerg\] .*"action=stop_operator" does not fit a "denials" rule/
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid parameter "tls=" in "juki_redis" in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 23: juki_redis sentinel= is refused by name, not resolved as a host
+--- http_config
+    juki_redis sentinel=127.0.0.1:26379 master=juki timeout=50ms;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"juki_redis" "sentinel=127\.0\.0\.1:26379": Redis Sentinel and Cluster are not supported yet, give one address in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 24: juki_redis cluster= likewise
+--- http_config
+    juki_redis cluster=127.0.0.1:7000,127.0.0.1:7001;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"juki_redis" "cluster=127\.0\.0\.1:7000,127\.0\.0\.1:7001": Redis Sentinel and Cluster are not supported yet/
