@@ -1,4 +1,5 @@
 # bench/peer/peer.sh — variant (c) of bench/run.sh.  Sourced after bench/lib.sh, not run.
+# shellcheck shell=bash
 #
 # An OpenResty-style peer of the module: Debian's libnginx-mod-http-lua (with
 # libnginx-mod-http-ndk) loaded into the same nginx binary as the gateway, its own
