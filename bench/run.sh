@@ -236,6 +236,17 @@ else
     status=1
 fi
 
+# a variant's non-2xx answers are explained by its error log (e.g. a Redis timeout)
+printf '\n## Error logs (whole run, warm-up included: lines at error, crit, alert, emerg)\n\n'
+for n in gateway peer; do
+    f=$B_DIR/logs/$n-error.log
+    c=$(grep -cE '\[(error|crit|alert|emerg)\]' "$f" 2>/dev/null || true)
+    printf '%s: %s\n' "$n" "${c:-0}"
+    grep -E '\[(error|crit|alert|emerg)\]' "$f" 2>/dev/null |
+        sed -E 's/^[0-9/]+ [0-9:]+ //; s/[0-9]+#[0-9]+: \*[0-9]+ //; s/, client: .*//' |
+        sort | uniq -c | sort -rn | head -3 | sed 's/^/    /' || true
+done
+
 if [[ -n $perf_out && -s $perf_out ]]; then
     printf '\n## perf: gateway worker during the last (b) round (self time, top 30)\n\n```\n'
     { perf report -i "$perf_out" --stdio --no-children -g none --sort dso,symbol 2>/dev/null |
