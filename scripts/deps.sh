@@ -5,7 +5,7 @@
 #   build  gcc make nginx-dev libhiredis-dev libssl-dev
 #   test   nginx redis-server openssl perl + Perl test modules, curl, valgrind
 #   run    nginx redis-server openssl curl ca-certificates     (make run)
-#   bench  run + wrk
+#   bench  run + wrk + libnginx-mod-http-lua lua-nginx-redis (make bench's Lua peer, (c))
 #   fuzz   clang libclang-rt-14-dev (libFuzzer, sanitizers)
 #   all    every group above
 #
@@ -22,7 +22,7 @@ die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
 pkgs_build=(gcc make nginx-dev libhiredis-dev libssl-dev)
 pkgs_run=(nginx redis-server redis-tools openssl curl ca-certificates)
 pkgs_test=("${pkgs_run[@]}" perl libjson-perl libio-socket-ssl-perl valgrind)
-pkgs_bench=("${pkgs_run[@]}" wrk)
+pkgs_bench=("${pkgs_run[@]}" wrk libnginx-mod-http-lua lua-nginx-redis)
 pkgs_fuzz=(clang libclang-rt-14-dev)
 
 groups=("$@")
