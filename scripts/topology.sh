@@ -231,8 +231,33 @@ sentinels_ready() {
     done
 }
 
+# create_cluster: join the six nodes; a create that fails (a node still
+# settling on a loaded machine) is undone with CLUSTER RESET HARD on every
+# node and tried again, twice at most
+create_cluster() {
+    local i try addrs=() tlsargs=()
+    for i in "${!nodes[@]}"; do
+        addrs+=("127.0.0.1:$(port_of "$i")")
+    done
+    [[ -z $tls ]] || tlsargs=(--tls --cacert "$tls/ca.pem")
+    for try in 1 2 3; do
+        if "$cli" "${tlsargs[@]}" --cluster create "${addrs[@]}" \
+                --cluster-replicas 1 --cluster-yes \
+                >"$dir/create.log" 2>&1; then
+            return 0
+        fi
+        printf '%s: cluster create failed (try %s):\n' "$prog" "$try" >&2
+        tail -n 5 "$dir/create.log" >&2
+        for i in "${!nodes[@]}"; do
+            rcli "$(port_of "$i")" cluster reset hard >/dev/null 2>&1 || true
+        done
+        sleep 1
+    done
+    die "cluster create failed (log $dir/create.log)"
+}
+
 do_start() {
-    local i addrs=()
+    local i
     mkdir -p -- "$dir" || die "cannot create $dir"
     dir=$(cd -- "$dir" && pwd -P)
     for i in "${!nodes[@]}"; do
@@ -243,21 +268,7 @@ do_start() {
         if ! cluster_ok; then
             if [[ $(rcli "$(port_of 0)" cluster info \
                     | grep -c '^cluster_known_nodes:1') == 1 ]]; then
-                for i in "${!nodes[@]}"; do
-                    addrs+=("127.0.0.1:$(port_of "$i")")
-                done
-                if [[ -n $tls ]]; then
-                    "$cli" --tls --cacert "$tls/ca.pem" --cluster create \
-                        "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
-                        >"$dir/create.log" 2>&1
-                else
-                    "$cli" --cluster create "${addrs[@]}" \
-                        --cluster-replicas 1 --cluster-yes \
-                        >"$dir/create.log" 2>&1
-                fi || {
-                    tail -n 20 "$dir/create.log" >&2
-                    die "cluster create failed (log $dir/create.log)"
-                }
+                create_cluster
             fi
             wait_for "cluster_state:ok on every node" cluster_ok
         fi
