@@ -181,14 +181,7 @@ $(b_temp_paths gateway)
     proxy_http_version 1.1;
     proxy_set_header Connection "";
 
-    ssl_certificate        $pki/server.pem;
-    ssl_certificate_key    $pki/server.key;
-    ssl_protocols          TLSv1.2 TLSv1.3;
-    ssl_session_cache      shared:bench_ssl:1m;
-    ssl_verify_client      on;
-    ssl_verify_depth       2;
-    ssl_client_certificate $pki/ca.pem;
-    ssl_crl                $pki/crl.pem;
+$(b_tls_server_conf "$pki" bench_ssl)
 
     server {
         listen 127.0.0.1:$P_GA ssl;
@@ -457,4 +450,20 @@ b_audit_count() {
 
 b_cpu_ticks() { # PID -> utime+stime (clock ticks)
     awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# b_tls_server_conf PKI ZONE: the mutual-TLS lines every measured server
+# shares (the gateway's and the Lua peer's), so the variants differ only in
+# what they do per request
+b_tls_server_conf() {
+    cat <<CONF
+    ssl_certificate        $1/server.pem;
+    ssl_certificate_key    $1/server.key;
+    ssl_protocols          TLSv1.2 TLSv1.3;
+    ssl_session_cache      shared:$2:1m;
+    ssl_verify_client      on;
+    ssl_verify_depth       2;
+    ssl_client_certificate $1/ca.pem;
+    ssl_crl                $1/crl.pem;
+CONF
 }

@@ -34,17 +34,8 @@ logfile=$dir/redis.log
 
 ping() { [[ $("$cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null) == PONG ]]; }
 
-# alive PID: the process exists and is not a zombie awaiting its reaper.
-alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    if [[ -r /proc/$1/stat ]]; then
-        stat=$(</proc/"$1"/stat) 2>/dev/null || return 1
-        stat=${stat##*) }
-        [[ ${stat:0:1} != Z ]] || return 1
-    fi
-    return 0
-}
+# shellcheck source=scripts/proc.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/proc.sh"
 
 # The pid from our pidfile, if that process is alive (and, where /proc tells, a redis-server).
 ourpid() {

@@ -12,17 +12,8 @@ run_dir=${JUKI_RUN_DIR:-run}
 [[ $run_dir == /* ]] || run_dir=$root/$run_dir
 redis_port=${JUKI_REDIS_PORT:-6390}
 
-# alive PID: exists and is not a zombie waiting for its reaper.
-alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    if [[ -r /proc/$1/stat ]]; then
-        stat=$(</proc/"$1"/stat) 2>/dev/null || return 1
-        stat=${stat##*) }
-        [[ ${stat:0:1} != Z ]] || return 1
-    fi
-    return 0
-}
+# shellcheck source=scripts/proc.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/proc.sh"
 
 wait_gone() { # PID SECONDS
     local i

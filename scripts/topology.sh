@@ -90,16 +90,8 @@ rcli() {
 
 ping() { [[ $(rcli "$1" ping 2>/dev/null) == PONG ]]; }
 
-alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    if [[ -r /proc/$1/stat ]]; then
-        stat=$(</proc/"$1"/stat) 2>/dev/null || return 1
-        stat=${stat##*) }
-        [[ ${stat:0:1} != Z ]] || return 1
-    fi
-    return 0
-}
+# shellcheck source=scripts/proc.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/proc.sh"
 
 ourpid() { # NODEDIR
     local pid

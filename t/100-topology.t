@@ -11,16 +11,16 @@ use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-if ($ENV{TEST_NGINX_USE_VALGRIND} || $ENV{TEST_NGINX_USE_HUP}) {
-    plan skip_all => 'no nginx in this file: it runs in the plain pass only';
-}
-
 my $script = 'scripts/topology.sh';
 my $base = ($ENV{TEST_NGINX_REDIS_PORT} || 16379) + 30;
 my $work = ($ENV{TEST_NGINX_REDIS_DIR} || "/tmp/juki-topology.$$")
            . '-topology';
 my $pki = $ENV{TEST_NGINX_PKI};
 my @started;
+
+if ($ENV{TEST_NGINX_USE_VALGRIND} || $ENV{TEST_NGINX_USE_HUP}) {
+    plan skip_all => 'no nginx in this file: it runs in the plain pass only';
+}
 
 sub topo {
     my ($action, $kind, $dir, $port, %env) = @_;
@@ -52,12 +52,15 @@ sub until_true {
     return undef;
 }
 
+# stops what was started, keeping the exit status Test::More set
 END {
+    local $?;
+    return unless @started;
     for my $s (@started) {
         my ($kind, $dir, $port, %env) = @$s;
         topo('stop', $kind, $dir, $port, %env);
     }
-    system('rm', '-rf', "$work-sentinel", "$work-cluster", "$work-tls",
+    system('rm', '-rf', '--', "$work-sentinel", "$work-cluster", "$work-tls",
            "$work-tls-cluster")
         unless $ENV{KEEP};
 }

@@ -65,14 +65,7 @@ $(b_temp_paths peer)
     proxy_http_version 1.1;
     proxy_set_header Connection "";
 
-    ssl_certificate        $pki/server.pem;
-    ssl_certificate_key    $pki/server.key;
-    ssl_protocols          TLSv1.2 TLSv1.3;
-    ssl_session_cache      shared:bench_peer_ssl:1m;
-    ssl_verify_client      on;
-    ssl_verify_depth       2;
-    ssl_client_certificate $pki/ca.pem;
-    ssl_crl                $pki/crl.pem;
+$(b_tls_server_conf "$pki" bench_peer_ssl)
 
     server {
         listen 127.0.0.1:$P_GC ssl;
