@@ -339,9 +339,9 @@ ngx_http_juki_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_juki_script_build(cf, jmcf) != NGX_OK) {
+    if (ngx_http_juki_batch_conf(cf, jmcf) != NGX_OK) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "juki: cannot build the redis script");
+                      "juki: cannot prepare the redis function call");
         return NGX_CONF_ERROR;
     }
 
