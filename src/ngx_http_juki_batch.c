@@ -371,10 +371,97 @@ ngx_http_juki_batch_send(ngx_http_juki_redis_conn_t *rc)
 
 
 /*
- * The reply, checked strictly: { DECISIONS, [G, CODE, VALUE]... } with one
- * decision byte per group, valid for its kind, and a wait for each rate
- * limited group.  Anything else means the decisions are unknown: every
- * request of the call gets 503 and the connection is dropped.
+ * The function's reply, checked strictly: { DECISIONS, [G, CODE, VALUE]... }
+ * with one decision byte per group, valid for its kind (ops), and exactly
+ * one wait for each rate-limited group.  NGX_OK: decision[], retry[] and
+ * limit[] are set for the NGROUPS groups; NGX_ERROR: the decisions are
+ * unknown.  Pure, for the fuzzer (fuzz/fuzz_reply.c).
+ */
+
+ngx_int_t
+ngx_http_juki_batch_decode(redisReply *reply, ngx_uint_t ngroups,
+    u_char *ops, u_char *decision, uint64_t *retry, ngx_uint_t *limit)
+{
+    u_char        d;
+    int64_t       g, code, value;
+    ngx_uint_t    i;
+    redisReply  **e;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0 || (reply->elements - 1) % 3 != 0
+        || reply->element == NULL || ngroups > NGX_HTTP_JUKI_BATCH_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    e = reply->element;
+
+    if (e[0] == NULL || e[0]->type != REDIS_REPLY_STRING
+        || e[0]->len != (size_t) ngroups)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ngroups; i++) {
+        d = (u_char) e[0]->str[i];
+
+        if (ops[i] == NGX_HTTP_JUKI_OP_DECIDE ? (d < 1 || d > 3) : d != 0) {
+            return NGX_ERROR;
+        }
+
+        decision[i] = d;
+        retry[i] = 0;
+        limit[i] = 0;
+    }
+
+    for (i = 1; i < reply->elements; i += 3) {
+        if (e[i] == NULL || e[i + 1] == NULL || e[i + 2] == NULL
+            || e[i]->type != REDIS_REPLY_INTEGER
+            || e[i + 1]->type != REDIS_REPLY_INTEGER
+            || e[i + 2]->type != REDIS_REPLY_INTEGER)
+        {
+            return NGX_ERROR;
+        }
+
+        g = e[i]->integer;
+        code = e[i + 1]->integer;
+        value = e[i + 2]->integer;
+
+        if (g < 1 || g > (int64_t) ngroups || value < 0) {
+            return NGX_ERROR;
+        }
+
+        if (code == 1 || code == 2) {
+            if (decision[g - 1] != 3 || limit[g - 1] || value == 0) {
+                return NGX_ERROR;
+            }
+
+            limit[g - 1] = (ngx_uint_t) code;
+            retry[g - 1] = (uint64_t) value;
+            continue;
+        }
+
+        /* an anomaly rule fired: 10 + its number */
+
+        if (code <= 10 || code > 10 + NGX_HTTP_JUKI_RULES_MAX) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i < ngroups; i++) {
+        if (decision[i] == 3 && limit[i] == 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The reply of a call.  Anything but the shapes the function returns means
+ * the decisions are unknown: every request of the call gets 503 and the
+ * connection is dropped.
  */
 
 static ngx_int_t
@@ -382,8 +469,7 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
 {
     ngx_http_juki_call_t *call = cmd->data;
 
-    u_char                       d, *dec;
-    int64_t                      g, code, value;
+    u_char                       dec[NGX_HTTP_JUKI_BATCH_MAX];
     uint64_t                     retry[NGX_HTTP_JUKI_BATCH_MAX];
     ngx_uint_t                   i, limit[NGX_HTTP_JUKI_BATCH_MAX];
     redisReply                 **e;
@@ -423,74 +509,18 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
         goto failed;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
-        || (reply->elements - 1) % 3 != 0 || reply->element == NULL)
+    if (ngx_http_juki_batch_decode(reply, call->ngroups, call->ops, dec,
+                                   retry, limit)
+        != NGX_OK)
     {
-        goto unexpected;
-    }
-
-    e = reply->element;
-
-    if (e[0] == NULL || e[0]->type != REDIS_REPLY_STRING
-        || e[0]->len != (size_t) call->ngroups)
-    {
-        goto unexpected;
-    }
-
-    dec = (u_char *) e[0]->str;
-
-    for (i = 0; i < call->ngroups; i++) {
-        d = dec[i];
-
-        if (call->ops[i] == NGX_HTTP_JUKI_OP_DECIDE
-            ? (d < 1 || d > 3) : d != 0)
-        {
-            goto unexpected;
-        }
-
-        retry[i] = 0;
-        limit[i] = 0;
-    }
-
-    for (i = 1; i < reply->elements; i += 3) {
-        if (e[i] == NULL || e[i + 1] == NULL || e[i + 2] == NULL
-            || e[i]->type != REDIS_REPLY_INTEGER
-            || e[i + 1]->type != REDIS_REPLY_INTEGER
-            || e[i + 2]->type != REDIS_REPLY_INTEGER)
-        {
-            goto unexpected;
-        }
-
-        g = e[i]->integer;
-        code = e[i + 1]->integer;
-        value = e[i + 2]->integer;
-
-        if (g < 1 || g > (int64_t) call->ngroups || value < 0) {
-            goto unexpected;
-        }
-
-        if (code == 1 || code == 2) {
-            if (dec[g - 1] != 3 || limit[g - 1] || value == 0) {
-                goto unexpected;
-            }
-
-            limit[g - 1] = (ngx_uint_t) code;
-            retry[g - 1] = (uint64_t) value;
-            continue;
-        }
-
-        if (code <= 10 || code > 10 + (int64_t) NGX_HTTP_JUKI_BATCH_MAX) {
-            goto unexpected;
-        }
-    }
-
-    for (i = 0; i < call->ngroups; i++) {
-        if (dec[i] == 3 && limit[i] == 0) {
-            goto unexpected;
-        }
+        ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                                "unexpected reply from the redis function");
+        goto failed;
     }
 
     /* the decisions are known: every waiting request goes on */
+
+    e = reply->element;
 
     for (i = 1; i < reply->elements; i += 3) {
         if (e[i + 1]->integer > 10) {
@@ -539,11 +569,6 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
     ngx_http_juki_batch_send(rc);
 
     return NGX_OK;
-
-unexpected:
-
-    ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
-                            "unexpected reply from the redis function");
 
 failed:
 

@@ -1459,6 +1459,15 @@ ngx_http_juki_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_uint_t                i;
     ngx_http_juki_anomaly_t  *rule;
 
+    /* the function's reply names a rule by a small number */
+
+    if (jmcf->anomalies.nelts == NGX_HTTP_JUKI_RULES_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "at most %d \"juki_anomaly\" rules",
+                           NGX_HTTP_JUKI_RULES_MAX);
+        return NGX_CONF_ERROR;
+    }
+
     rule = ngx_array_push(&jmcf->anomalies);
     if (rule == NULL) {
         return NGX_CONF_ERROR;

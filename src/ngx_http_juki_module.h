@@ -294,6 +294,7 @@ ngx_int_t ngx_http_juki_redis_tls_verify(ngx_connection_t *c,
 /* group commit: ngx_http_juki_batch.c */
 
 #define NGX_HTTP_JUKI_BATCH_MAX       128    /* records in one call */
+#define NGX_HTTP_JUKI_RULES_MAX       64     /* juki_anomaly rules */
 
 /* how a record travels in the call (src/ngx_http_juki_function.h) */
 #define NGX_HTTP_JUKI_OP_APPEND       'P'
@@ -309,6 +310,8 @@ void ngx_http_juki_batch_init(ngx_http_juki_redis_conn_t *rc,
     ngx_log_t *log);
 void ngx_http_juki_batch_abort(ngx_http_juki_redis_conn_t *rc);
 void ngx_http_juki_batch_exit(void);
+ngx_int_t ngx_http_juki_batch_decode(redisReply *reply, ngx_uint_t ngroups,
+    u_char *ops, u_char *decision, uint64_t *retry, ngx_uint_t *limit);
 
 
 /* policy: ngx_http_juki_policy.c */
