@@ -45,6 +45,7 @@
 
 typedef struct {
     const char      *command;
+    const char      *sub;           /* function load|status */
     const char      *redis;
     const char      *password;      /* from the environment or a file */
     const char      *password_arg;  /* --password: refused, shows in ps */
@@ -348,6 +349,8 @@ int jk_cmd_report(const jk_opts_t *o);
 int jk_cmd_disclose(const jk_opts_t *o);
 int jk_cmd_verify(const jk_opts_t *o);
 int jk_cmd_watch(const jk_opts_t *o);
+int jk_cmd_function(const jk_opts_t *o);
+int jk_function_id(char id[13]);
 
 
 #endif /* JK_H_INCLUDED */

@@ -21,7 +21,8 @@
 #define C_DISCLOSE  0x10
 #define C_VERIFY    0x20
 #define C_WATCH     0x40
-#define C_ALL       0x7f
+#define C_FUNCTION  0x80
+#define C_ALL       0xff
 
 
 typedef struct {
@@ -107,6 +108,14 @@ static const jk_command_t  jk_commands[] = {
       "Subscribes to juki:alerts and prints every alert as it arrives."
       "  Exit 0\nafter N alerts, after SECONDS in total, or on SIGINT or"
       " SIGTERM.\n" },
+
+    { "function", C_FUNCTION, jk_cmd_function,
+      "usage: jukictl function load|status\n\n"
+      "load: loads the gateway's Redis Function library juki_ID (ID: the"
+      " first 12\nhex digits of the SHA-256 of its text) with FUNCTION LOAD,"
+      " without REPLACE;\na library already loaded is success.  status:"
+      " exit 0 when it is loaded,\n1 when not.  Needs a Redis user allowed"
+      " FUNCTION LOAD (not the gateway's).\n" },
 
     { NULL, 0, NULL, NULL }
 };
@@ -270,6 +279,11 @@ main(int argc, char **argv)
             if (arg[0] == '-' && arg[1] != '\0') {
                 return jk_usage_err("unknown option \"%s\"",
                                     jk_safe(arg, strcspn(arg, "=")));
+            }
+
+            if (cmd && cmd->mask == C_FUNCTION && o.sub == NULL) {
+                o.sub = arg;
+                continue;
             }
 
             /* not echoed: it might be a resident code or a password */

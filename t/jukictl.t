@@ -13,6 +13,7 @@ use warnings;
 
 use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
+use Digest::SHA;
 use JSON::PP;
 use POSIX qw(strftime);
 use Test::More;
@@ -552,6 +553,88 @@ is("$cf{action} $cf{scope} $cf{reason}", 'resume global all clear',
 is($rc, 0, 'verify: trail plus control records passes') or diag $err;
 like($out, qr/\(\d+ audit, \d+ completion, 0 summary, 5 control\)/,
      'verify: control records counted');
+
+# --- function load / status ---
+
+# the library id computed here from the header, independently of jukictl:
+# the C string literals of NGX_HTTP_JUKI_FUNCTION_LIBRARY, unescaped
+sub function_template {
+    my $h = dirname(__FILE__) . '/../src/ngx_http_juki_function.h';
+    open my $f, '<', $h or die "$h: $!";
+    my $src = do { local $/; <$f> };
+    my ($def) = $src =~ /#define NGX_HTTP_JUKI_FUNCTION_LIBRARY(.*?)\n\n/s
+        or die "no library in $h";
+    $def =~ s{/\*.*?\*/}{}gs;
+    my $t = '';
+    while ($def =~ /"((?:[^"\\]|\\.)*)"/g) {
+        my $lit = $1;
+        $lit =~ s/\\(.)/$1 eq 'n' ? "\n" : $1/ge;
+        $t .= $lit;
+    }
+    return $t;
+}
+
+{
+    my $fid = substr(Digest::SHA::sha256_hex(function_template()), 0, 12);
+    my $lib = "juki_$fid";
+    eval { $redis->cmd('FUNCTION', 'DELETE', $lib) };
+
+    ($rc, $out, $err) = jk('function', 'status');
+    is($rc, 1, 'function status: not loaded exits 1') or diag $err;
+    like($out, qr/\Afunction library $lib is not loaded/,
+         'function status: says not loaded, with the id');
+
+    ($rc, $out, $err) = jk('function', 'load');
+    is($rc, 0, 'function load: exit 0') or diag $err;
+    is($out, "function library $lib loaded\n", 'function load: loaded');
+    my $l = $redis->cmd('FUNCTION', 'LIST', 'LIBRARYNAME', $lib);
+    is(scalar @$l, 1, 'function load: the library is in Redis');
+    my %li = @{ $l->[0] };
+    is($li{library_name}, $lib, 'function load: under its id');
+    is(join(',', map { { @$_ }->{name} } @{ $li{functions} }),
+       "${lib}_batch", 'function load: its one function, @V@ replaced');
+
+    ($rc, $out, $err) = jk('function', 'load');
+    is($rc, 0, 'function load again: exit 0') or diag $err;
+    is($out, "function library $lib already loaded\n",
+       'function load again: already loaded');
+
+    ($rc, $out, $err) = jk('function', 'status');
+    is($rc, 0, 'function status: loaded exits 0') or diag $err;
+    like($out, qr/\Afunction library $lib is loaded/,
+         'function status: says loaded');
+
+    # a call the library refuses before writing anything: it is callable
+    my $e = eval { $redis->cmd('FCALL', "${lib}_batch", 1, 'bad', '', '',
+                               '') ; '' } // $@;
+    like($e, qr/juki: bad key/, 'function load: the function answers FCALL');
+
+    # another error: one line, exit 2 (a user without FUNCTION LOAD)
+    $redis->cmd('ACL', 'SETUSER', 'jk-nofn', 'on', '>pw-nofn', '~*',
+                '+@all', '-function');
+    {
+        local $ENV{JUKI_REDIS_PASSWORD} = 'pw-nofn';
+        my $pid = fork // die;
+        if ($pid == 0) {
+            $ENV{JUKI_REDIS} = "$host:$port";
+            open STDOUT, '>', "$dir/out" or die;
+            open STDERR, '>', "$dir/err" or die;
+            exec $bin, 'function', 'load', '--user', 'jk-nofn' or exit 127;
+        }
+        waitpid $pid, 0;
+        $rc = $? >> 8;
+        local $/;
+        open my $ef, '<', "$dir/err" or die;
+        $err = <$ef> // '';
+    }
+    is($rc, 2, 'function load: a refused load exits 2');
+    like($err, qr/\Ajukictl: [^\n]*FUNCTION LOAD[^\n]*\n\z/,
+         'function load: a refused load: one line') or diag $err;
+    $redis->cmd('ACL', 'DELUSER', 'jk-nofn');
+
+    ($rc, $out, $err) = jk('function', 'frob');
+    is($rc, 2, 'function: unknown subcommand exits 2');
+}
 
 # --- usage errors: exit 2, one line ---
 
