@@ -39,6 +39,9 @@
  * for rule i, VALUE the count).  A malformed call is refused before it
  * writes anything.
  *
+ * A rule that stops uses SETNX: the gateway's credential may set a stop
+ * switch but never overwrite one (a SET ... PX 1 would lift it).
+ *
  * Cost: the groups of one call share TIME, the stop switches and the rate
  * limit state (read once, written once per agency), and every list gets
  * one RPUSH, so what a request pays in Redis is a few table operations.
@@ -120,7 +123,7 @@
     "      elseif r[4] == 'stop_agency' then\n"                               \
     "        k = pre .. 'stop'\n"                                             \
     "      end\n"                                                             \
-    "      if k then redis.call('SET', k, why) stops[k] = true end\n"         \
+    "      if k then redis.call('SETNX', k, why) stops[k] = true end\n"       \
     "    end\n"                                                               \
     "    redis.call('PUBLISH', 'juki:alerts', cjson.encode(a))\n"             \
     "    extra[#extra + 1] = g\n"                                             \
