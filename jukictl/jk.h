@@ -340,6 +340,75 @@ void jk_problem_stream(jk_problems_t *p, const jk_stream_t *st,
 int jk_problems_end(jk_problems_t *p);
 
 
+/* a3.c: A3 records (docs/proposals/a3-records.md) */
+
+typedef struct {
+    const unsigned char *p;             /* the element */
+    size_t               len;
+    int                  type;          /* 'W' 'A' 'C' 'S' 'K' */
+    unsigned char        writer[8];
+    uint64_t             seq;
+    uint64_t             ts;
+    unsigned char        kid[8];        /* W */
+    jk_str_t             node;
+    int                  role;
+    int                  kind;          /* A */
+    jk_str_t             cert;
+    jk_str_t             subject;
+    jk_str_t             op;            /* A, K */
+    jk_str_t             purpose;
+    jk_str_t             method;
+    jk_str_t             uri;
+    int                  gdecision;
+    int                  decision;      /* A (appended byte), C */
+    unsigned char        awriter[8];    /* C */
+    uint64_t             aseq;
+    uint64_t             status;
+    uint64_t             bytes;
+    uint64_t             upstream;
+    int                  cause;         /* S */
+    uint64_t             second;
+    uint64_t             recorded;
+    uint64_t             suppressed;
+    int                  action;        /* K */
+    int                  scope;
+    jk_str_t             reason;
+    jk_str_t             actor;
+    size_t               body_len;      /* type byte .. before mac16 */
+    const unsigned char *mac;
+} jk_a3_t;
+
+typedef struct {
+    char                *name;
+    const char          *agency;        /* inside name */
+    size_t               alen;
+    uint64_t             trimmed;
+    uint64_t             llen;
+    redisReply         **reply;
+    size_t               nreply;
+    redisReply         **el;            /* llen elements */
+} jk_a3_list_t;
+
+typedef struct {
+    jk_a3_list_t        *list;
+    size_t               n;
+    size_t               cap;
+    uint64_t             now_ms;        /* Redis TIME at the cut */
+} jk_a3_set_t;
+
+const char *jk_a3_decode(const unsigned char *p, size_t len, jk_a3_t *r);
+int jk_a3_code_ok(unsigned v);
+const char *jk_a3_code_name(unsigned v);
+int jk_a3_put_varint(jk_buf_t *b, uint64_t v);
+int jk_a3_put_str(jk_buf_t *b, const void *p, size_t n);
+int jk_a3_put_u48(jk_buf_t *b, uint64_t v);
+int jk_a3_mac(const jk_key_t *k, const char *agency, size_t alen,
+    const unsigned char prev16[16], const unsigned char *body, size_t blen,
+    jk_buf_t *scratch, unsigned char out[16]);
+int jk_a3_read(redisContext *c, jk_a3_set_t *s);
+void jk_a3_set_free(jk_a3_set_t *s);
+
+
 /* commands */
 
 int jk_cmd_stop(const jk_opts_t *o);
