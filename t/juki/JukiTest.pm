@@ -30,10 +30,35 @@ $ENV{TEST_NGINX_PLAIN_PORT}   ||= 1987;
 $ENV{TEST_NGINX_OPT_PORT}     ||= 1988;
 $ENV{TEST_NGINX_NOCA_PORT}    ||= 1989;
 
+# The test Redises run with the ACL of conf/juki-users.acl.in (scripts/redis.sh,
+# REDIS_ACL): secret(USER) is USER's per-run password, from the files
+# scripts/test.sh made; the harness itself talks to Redis as juki-admin, the
+# gateway as juki-gw (http_config)
+sub secret {
+    my $user = shift;
+    my $dir = juki_env('TEST_NGINX_REDIS_SECRETS');
+    open(my $fh, '<', "$dir/$user") or die "no password of $user in $dir: $!\n";
+    my $pw = <$fh>;
+    close $fh;
+    die "empty password of $user\n" unless defined $pw && length $pw;
+    chomp $pw;
+    return $pw;
+}
+
+# redis-cli's arguments and environment to authenticate as USER (default
+# juki-admin): the password in REDISCLI_AUTH, never on the command line
+sub cli_auth {
+    my $user = shift // 'juki-admin';
+    $ENV{REDISCLI_AUTH} = secret($user);
+    return ('--user', $user);
+}
+
 sub redis {
     my @args = @_;
     my $port = juki_env('TEST_NGINX_REDIS_PORT');
-    open(my $fh, '-|', 'redis-cli', '-p', $port, '--no-raw', @args)
+    local $ENV{REDISCLI_AUTH};
+    open(my $fh, '-|', 'redis-cli', cli_auth(), '-p', $port, '--no-raw',
+         @args)
         or die "redis-cli: $!";
     local $/;
     my $out = <$fh>;
@@ -44,7 +69,8 @@ sub redis {
 sub redis_raw {
     my @args = @_;
     my $port = juki_env('TEST_NGINX_REDIS_PORT');
-    open(my $fh, '-|', 'redis-cli', '-p', $port, '--raw', @args)
+    local $ENV{REDISCLI_AUTH};
+    open(my $fh, '-|', 'redis-cli', cli_auth(), '-p', $port, '--raw', @args)
         or die "redis-cli: $!";
     my @lines = <$fh>;
     close $fh;
@@ -72,6 +98,8 @@ sub redis2 { return '127.0.0.1:' . $ENV{TEST_NGINX_REDIS2_PORT} }
 
 sub redis2_dir { return juki_env('TEST_NGINX_REDIS_DIR') . '-2' }
 
+# (scripts/redis.sh start uses REDIS_ACL and REDIS_SECRETS from scripts/test.sh:
+# the same users and passwords, and it loads the function library)
 sub redis2_start {
     system('scripts/redis.sh', 'start', redis2_dir(),
            $ENV{TEST_NGINX_REDIS2_PORT}) == 0
@@ -85,8 +113,10 @@ sub redis2_stop {
 
 sub redis2_pause {
     my $ms = shift;
-    system('redis-cli', '-p', $ENV{TEST_NGINX_REDIS2_PORT}, 'CLIENT', 'PAUSE',
-           $ms, 'ALL') == 0 or die "cannot pause the second redis\n";
+    local $ENV{REDISCLI_AUTH};
+    system('redis-cli', cli_auth(), '-p', $ENV{TEST_NGINX_REDIS2_PORT},
+           'CLIENT', 'PAUSE', $ms, 'ALL') == 0
+        or die "cannot pause the second redis\n";
 }
 
 sub redis2_kill {
@@ -116,6 +146,8 @@ sub later {
 
 END { waitpid($_, 0) for @children; }
 
+# (as juki-admin unless JUKI_REDIS_USER and JUKI_REDIS_PASSWORD say otherwise:
+# scripts/test.sh exports the admin's)
 sub jukictl {
     my @args = @_;
     my $bin = juki_env('JUKICTL');
@@ -298,6 +330,9 @@ sub http_config {
     my $pki = juki_env('TEST_NGINX_PKI');
     my $key = juki_env('TEST_NGINX_AUDIT_KEY');
     my $redis = $o{redis} // '127.0.0.1:' . juki_env('TEST_NGINX_REDIS_PORT');
+    # the gateway's own credential, unless the test gives one
+    $redis .= ' user=juki-gw password=' . secret('juki-gw')
+        unless $redis =~ /\b(?:user|password)=/;
     # under valgrind a worker is some fifty times slower
     my $timeout = $o{timeout}
                   // ($ENV{TEST_NGINX_USE_VALGRIND} ? '10s' : '1s');
@@ -427,8 +462,8 @@ sub subscribe_alerts {
     die "fork: $!" unless defined $sub_pid;
     if ($sub_pid == 0) {
         open(STDOUT, '>', $sub_file) or POSIX::_exit(1);
-        exec('redis-cli', '-p', juki_env('TEST_NGINX_REDIS_PORT'), '--raw',
-             'SUBSCRIBE', 'juki:alerts') or POSIX::_exit(1);
+        exec('redis-cli', cli_auth(), '-p', juki_env('TEST_NGINX_REDIS_PORT'),
+             '--raw', 'SUBSCRIBE', 'juki:alerts') or POSIX::_exit(1);
     }
     # wait until the subscription exists
     for (1 .. 50) {
@@ -516,20 +551,72 @@ sub redis3_start {
     my $dir = redis3_dir();
     redis3_stop();
     mkdir $dir;
+    # the ACL of conf/juki-users.acl.in, with the default user given the
+    # password ops-secret and juki-gw the password gw-secret
+    my @acl = acl_lines();
+    s/^user default .*/user default on >ops-secret ~* &* +\@all/ for @acl;
+    s/^(user juki-gw on )#\@PASS_juki-gw\@/$1>gw-secret/ for @acl;
+    @acl = grep { !/\@PASS_/ } @acl;
+    open(my $fh, '>', "$dir/users.acl") or die "$dir/users.acl: $!\n";
+    print $fh map { "$_\n" } @acl;
+    close $fh or die "$dir/users.acl: $!\n";
     system('redis-server', '--port', '0', '--unixsocket', "$dir/redis.sock",
            '--unixsocketperm', '700', '--daemonize', 'yes',
            '--pidfile', "$dir/redis.pid", '--dir', $dir, '--save', '',
            '--appendonly', 'yes', '--appendfsync', 'always',
-           '--requirepass', 'ops-secret',
-           '--user', 'default', 'on', '>ops-secret', '~*', '&*', '+@all',
-           '--user', 'juki-gw', 'on', '>gw-secret', '~juki:*', '&*',
-           '+@all', '--logfile', "$dir/redis.log") == 0
+           '--aclfile', "$dir/users.acl",
+           '--logfile', "$dir/redis.log") == 0
         or die "cannot start the third redis\n";
     for (1 .. 100) {
         last if -S "$dir/redis.sock"
                 && `redis-cli -s $dir/redis.sock -a ops-secret --no-auth-warning ping 2>/dev/null` =~ /PONG/;
         select(undef, undef, undef, 0.05);
     }
+    my $r = redis3('FUNCTION', 'LOAD', function_text());
+    die "cannot load the function library into the third redis: $r\n"
+        unless $r =~ /^juki_[0-9a-f]{12}$/m;
+}
+
+# the lines of conf/juki-users.acl.in, without comments and blank lines
+sub acl_lines {
+    open(my $fh, '<', 'conf/juki-users.acl.in')
+        or die "conf/juki-users.acl.in: $!\n";
+    my @l = grep { !/^\s*(#|$)/ } <$fh>;
+    close $fh;
+    chomp @l;
+    return @l;
+}
+
+# the function library's text (src/ngx_http_juki_function.h): the C string
+# literals of NGX_HTTP_JUKI_FUNCTION_LIBRARY unescaped, the template; in list
+# context also its id
+sub function_template {
+    open(my $fh, '<', 'src/ngx_http_juki_function.h')
+        or die "src/ngx_http_juki_function.h: $!\n";
+    local $/;
+    my $src = <$fh>;
+    close $fh;
+    my ($def) = $src =~ /#define NGX_HTTP_JUKI_FUNCTION_LIBRARY(.*?)\n\n/s
+        or die "no NGX_HTTP_JUKI_FUNCTION_LIBRARY\n";
+    $def =~ s{/\*.*?\*/}{}gs;
+    my $t = '';
+    while ($def =~ /"((?:[^"\\]|\\.)*)"/g) {
+        (my $lit = $1) =~ s/\\(.)/$1 eq 'n' ? "\n" : $1/ge;
+        $t .= $lit;
+    }
+    return $t;
+}
+
+sub function_id {
+    require Digest::SHA;
+    return substr(Digest::SHA::sha256_hex(function_template()), 0, 12);
+}
+
+# the loaded text: every @V@ replaced by the id
+sub function_text {
+    my $id = function_id();
+    (my $t = function_template()) =~ s/\@V\@/$id/g;
+    return $t;
 }
 
 sub redis3_stop {
@@ -542,8 +629,13 @@ sub redis3_stop {
 sub redis3 {
     my @args = @_;
     my $dir = redis3_dir();
-    my $out = `redis-cli -s $dir/redis.sock -a ops-secret --no-auth-warning @args 2>&1`;
-    return $out;
+    open(my $fh, '-|', 'redis-cli', '-s', "$dir/redis.sock", '-a',
+         'ops-secret', '--no-auth-warning', @args)
+        or die "redis-cli: $!";
+    local $/;
+    my $out = <$fh>;
+    close $fh;
+    return $out // '';
 }
 
 # ---- the trail's decision binding (t/080-trail.t, t/085-flood.t)
@@ -654,12 +746,21 @@ sub redis_tls_start {
            '--tls-auth-clients', $o{auth_clients} // 'no',
            '--daemonize', 'yes', '--pidfile', "$dir/redis.pid",
            '--dir', $dir, '--save', '', '--appendonly', 'yes',
-           '--appendfsync', 'always', '--logfile', "$dir/redis.log") == 0
+           '--appendfsync', 'always', '--logfile', "$dir/redis.log",
+           # the main test Redis's users and passwords; the untrusted one
+           # is someone else's, an open Redis that must receive nothing
+           ($cert eq 'redis-untrusted' ? ()
+            : ('--aclfile', juki_env('TEST_NGINX_REDIS_DIR') . '/users.acl')))
+        == 0
         or die "cannot start the tls redis $name\n";
     for (1 .. 100) {
         last if redis_tls($name, 'PING') =~ /PONG/;
         select(undef, undef, undef, 0.05);
     }
+    return if $cert eq 'redis-untrusted';
+    my $r = redis_tls($name, 'FUNCTION', 'LOAD', function_text());
+    die "cannot load the function library into the tls redis $name: $r\n"
+        unless $r =~ /^juki_[0-9a-f]{12}$/m;
 }
 
 # redis-cli over TLS, with the gateway's client certificate
@@ -668,7 +769,9 @@ sub redis_tls {
     my $pki = juki_env('TEST_NGINX_PKI');
     my $r = $tls_redis{$name} or die "no tls redis $name\n";
     my $ca = $r->{cert} eq 'redis-untrusted' ? 'untrusted-ca' : 'ca';
-    open(my $fh, '-|', 'redis-cli', '--tls', '--cacert', "$pki/$ca.pem",
+    local $ENV{REDISCLI_AUTH};
+    my @auth = $r->{cert} eq 'redis-untrusted' ? () : cli_auth();
+    open(my $fh, '-|', 'redis-cli', @auth, '--tls', '--cacert', "$pki/$ca.pem",
          '--cert', "$pki/redis-client.pem", '--key', "$pki/redis-client.key",
          '-h', '127.0.0.1', '-p', $r->{port}, '--raw', @args)
         or die "redis-cli: $!";
@@ -716,8 +819,10 @@ sub redis2_wait_client {
     my $seconds = shift // 5;
     my $until = time + $seconds;
     while (1) {
+        local $ENV{REDISCLI_AUTH};
+        my @auth = cli_auth();
         my @clients = grep { /\bid=/ }
-            `redis-cli -p $ENV{TEST_NGINX_REDIS2_PORT} CLIENT LIST 2>/dev/null`;
+            `redis-cli @auth -p $ENV{TEST_NGINX_REDIS2_PORT} CLIENT LIST 2>/dev/null`;
         return 1 if @clients > 1;
         return 0 if time > $until;
         select(undef, undef, undef, 0.05);
