@@ -829,4 +829,96 @@ sub redis2_wait_client {
     }
 }
 
+# ---- a binary-safe Redis connection as one ACL user (t/095-acl.t, the A3
+# decoder tests): JukiTest::Conn->new(user => U) connects to the test Redis
+# and authenticates as U with its per-run password (no user: none);
+# ->cmd(ARG...) returns the reply: a string, an integer, undef (nil), an
+# array ref, or a JukiTest::Err (->{msg}) for an error reply.
+
+package JukiTest::Err;
+
+sub new { my ($c, $m) = @_; return bless { msg => $m }, $c }
+sub msg { return $_[0]{msg} }
+
+package JukiTest::Conn;
+
+use IO::Socket::INET;
+
+sub new {
+    my ($class, %o) = @_;
+    my $port = $o{port} // JukiTest::juki_env('TEST_NGINX_REDIS_PORT');
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 5)
+        or die "cannot connect to redis on port $port: $!\n";
+    binmode $s;
+    my $self = bless { s => $s, buf => '' }, $class;
+    if (defined $o{user}) {
+        my $r = $self->cmd('AUTH', $o{user},
+                           $o{password} // JukiTest::secret($o{user}));
+        die "AUTH $o{user}: " . (ref $r ? $r->msg : $r) . "\n"
+            unless !ref $r && $r eq 'OK';
+    }
+    return $self;
+}
+
+sub send {
+    my ($self, @a) = @_;
+    my $m = '*' . scalar(@a) . "\r\n";
+    $m .= '$' . length($_) . "\r\n$_\r\n" for map { $_ // '' } @a;
+    my $s = $self->{s};
+    print $s $m or die "redis write: $!\n";
+    $s->flush;
+}
+
+sub fill {
+    my ($self, $n) = @_;
+    while (length($self->{buf}) < $n) {
+        my $r = sysread($self->{s}, $self->{buf}, 65536,
+                        length $self->{buf});
+        die "redis read: " . (defined $r ? 'closed' : $!) . "\n" unless $r;
+    }
+}
+
+sub line {
+    my $self = shift;
+    my $i;
+    while (($i = index($self->{buf}, "\r\n")) < 0) {
+        $self->fill(length($self->{buf}) + 1);
+    }
+    my $l = substr($self->{buf}, 0, $i);
+    substr($self->{buf}, 0, $i + 2) = '';
+    return $l;
+}
+
+sub reply {
+    my $self = shift;
+    my $l = $self->line;
+    my ($t, $v) = (substr($l, 0, 1), substr($l, 1));
+    return $v if $t eq '+';
+    return JukiTest::Err->new($v) if $t eq '-';
+    return $v + 0 if $t eq ':';
+    if ($t eq '$') {
+        return undef if $v < 0;
+        $self->fill($v + 2);
+        my $d = substr($self->{buf}, 0, $v);
+        substr($self->{buf}, 0, $v + 2) = '';
+        return $d;
+    }
+    if ($t eq '*') {
+        return undef if $v < 0;
+        return [map { $self->reply } 1 .. $v];
+    }
+    die "redis: bad reply line\n";
+}
+
+sub cmd {
+    my ($self, @a) = @_;
+    $self->send(@a);
+    return $self->reply;
+}
+
+sub close { close $_[0]{s} }
+
+package JukiTest;
+
 1;
