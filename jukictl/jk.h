@@ -409,6 +409,42 @@ int jk_a3_read(redisContext *c, jk_a3_set_t *s);
 void jk_a3_set_free(jk_a3_set_t *s);
 
 
+/* cmd_verify.c: every record read and checked */
+
+typedef struct jk_vrec_s  jk_vrec_t;
+
+struct jk_vrec_s {
+    jk_a3_t          r;
+    size_t           list;
+    uint64_t         idx;           /* logical index: trimmed + i */
+    size_t           pos;           /* i, in the list as read */
+    unsigned         nconf;         /* C records naming this A */
+    jk_vrec_t       *conf;          /* A: its confirming C */
+    unsigned         bad:1;         /* failed a check: left out */
+};
+
+
+typedef struct {
+    const char         *cmd;
+    jk_a3_set_t         set;
+    jk_keyring_t        kr;
+    uint64_t            skew;
+    uint64_t            breaks;
+    jk_buf_t            scratch;
+    jk_vrec_t          *recs;
+    size_t              nrec;
+    size_t              nw;
+    uint64_t            cnt[128];
+    uint64_t            unconfirmed;
+    uint64_t            uncheckable;
+    jk_ht_t             as;
+    redisContext       *c;
+} jk_verify_t;
+
+int jk_verify_run(const jk_opts_t *o, jk_verify_t *v);
+void jk_verify_free(jk_verify_t *v);
+
+
 /* commands */
 
 int jk_cmd_stop(const jk_opts_t *o);
