@@ -2,10 +2,10 @@
 
 # jukictl against a private Redis: a synthetic A3 audit trail written by
 # a Perl reference writer (t/jukictl/JukiRef.pm, docs/proposals/
-# a3-records.md), then verify, status, stop/resume (their W and K records
-# decoded and checked here), function load/status, usage errors, watch.
-# The tampers are t/jukictl-tamper.t.  report and disclose are not yet
-# ported to A3: only their refusal is tested.
+# a3-records.md), then verify, status, report, stop/resume (their W and K
+# records decoded and checked here), function load/status, usage errors,
+# watch.  The tampers are t/jukictl-tamper.t.  disclose is not yet ported
+# to A3: only its refusal is tested.
 #
 # Env: TEST_NGINX_REDIS_PORT (required), TEST_NGINX_REDIS_HOST
 # (127.0.0.1), TEST_JUKICTL_DB (database number, default 13; it is
@@ -173,9 +173,118 @@ like($err, qr/\Ajukictl: verify --from\/--to: not supported[^\n]*\n\z/,
     load($recs);
 }
 
-# --- report, disclose: not yet on A3 ---
+# --- report ---
 
-for my $cmd ([ 'report', '--from', $day1, '--to', $day2 ], [ 'disclose' ]) {
+load($recs);
+
+my (%prov, %deny, $nprov, $ndeny);
+for my $x (@$recs) {
+    next unless $x->{type} eq 'A';
+    my ($ag, $pu, $de) = @$x{qw(agency purpose decision)};
+    if ($de eq 'allow') { $prov{"$ag|$pu"}++; $nprov++ }
+    else { $deny{"$ag|" . substr($de, 5)}++; $ndeny++ }
+}
+
+my @keys = ('--key', $path_a, '--key', $path_b);
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2);
+is($rc, 2, 'report: without the key, a usage error');
+like($err, qr/report needs the audit key/, 'report: says it needs the key');
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                       '--format', 'json', @keys);
+is($rc, 0, 'report json: exit 0') or diag $err;
+is($err, '', 'report json: nothing on stderr');
+my $j = eval { decode_json($out) };
+ok($j, 'report json: parses') or diag $@;
+is($j->{totals}{provisions}, $nprov, 'report json: total provisions');
+is($j->{totals}{denials}, $ndeny, 'report json: total denials');
+is_deeply({ map { ("$_->{agency}|$_->{purpose}" => $_->{count}) }
+            @{ $j->{provisions} } }, \%prov,
+          'report json: provisions per agency and purpose');
+is_deeply({ map { ("$_->{agency}|$_->{reason}" => $_->{count}) }
+            @{ $j->{denials} } }, \%deny,
+          'report json: denials per agency and reason');
+is((grep { $_->{purpose} eq 'pension.survivor' } @{ $j->{provisions} })[0]
+   {statute}, $statute{'pension.survivor'}, 'report json: statute text');
+
+# RFC 4180 rows (the fields here hold no line breaks)
+sub csv_rows {
+    my ($text) = @_;
+    my @rows;
+    for my $line (split /\r\n/, $text) {
+        my @f;
+        while ($line =~ /\G(?:"((?:[^"]|"")*)"|([^,"]*))(,|\z)/g) {
+            my ($quoted, $plain, $sep) = ($1, $2, $3);
+            push @f, defined $quoted ? ($quoted =~ s/""/"/gr) : $plain;
+            last if $sep eq '';
+        }
+        push @rows, \@f;
+    }
+    return @rows;
+}
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                       '--format', 'csv', @keys);
+is($rc, 0, 'report csv: exit 0');
+my @rows = csv_rows($out);
+is_deeply($rows[0], [qw(section agency purpose statute reason count)],
+          'report csv: header row');
+my (%cp, %cd);
+for my $row (@rows[1 .. $#rows]) {
+    $cp{"$row->[1]|$row->[2]"} = $row->[5] if $row->[0] eq 'provision';
+    $cd{"$row->[1]|$row->[4]"} = $row->[5] if $row->[0] eq 'denial';
+}
+is_deeply(\%cp, \%prov, 'report csv: provisions');
+is_deeply(\%cd, \%deny, 'report csv: denials');
+ok((grep { $_->[3] eq $statute{'pension.survivor'} } @rows),
+   'report csv: a quoted statute survives');
+
+($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2, @keys);
+is($rc, 0, 'report md: exit 0');
+like($out, qr/^# Provision of resident registry information/m,
+     'report md: title');
+like($out, qr/Period: $day1 to $day2/, 'report md: period');
+like($out, qr/\| \*\*Total\*\* \| \| \| \*\*$nprov\*\* \|/,
+     'report md: provisions total');
+like($out, qr/\| \*\*Total\*\* \| \| \*\*$ndeny\*\* \|/,
+     'report md: denials total');
+like($out, qr/"survivor" \\\| pensions/, 'report md: pipe escaped');
+
+($rc, $out, $err) = jk('report', '--from', $day2, '--to', $day2,
+                       '--format', 'json', @keys);
+$j = decode_json($out);
+my $n2 = grep { $_->{type} eq 'A' && $_->{decision} eq 'allow'
+                && $_->{ts} >= ($today - 1) * $day_ms }
+         @$recs;
+is($j->{totals}{provisions}, $n2, 'report: the window is by ts');
+
+($rc, $out) = jk('report', '--from', '2001-01-01', '--to', '2001-12-31',
+                 '--format', 'json', @keys);
+is(decode_json($out)->{totals}{provisions}, 0, 'report: empty period');
+
+# a flipped decision: named, left out, exit 1
+{
+    my $i = 0;
+    my %n;
+    my ($x) = grep { $_->{type} eq 'A' && $_->{decision} eq 'allow' }
+              map { $_->{idx} = $n{ $_->{list} }++; $_ } @$recs;
+    $redis->cmd('LSET', $x->{list}, $x->{idx},
+                substr($x->{el}, 0, -1) . chr(2));
+    ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                           '--format', 'json', @keys);
+    is($rc, 1, 'report: a flipped decision exits 1');
+    like($err, qr/decision flip.*\n.*1 record or stream failed verification/s,
+         'report: names it and says it is left out');
+    $j = eval { decode_json($out) } // {};
+    is($j->{totals}{provisions} // -1, $nprov - 1,
+       'report: the flipped record is left out');
+    load($recs);
+}
+
+# --- disclose: not yet on A3 ---
+
+for my $cmd ([ 'disclose' ]) {
     ($rc, $out, $err) = jk(@$cmd, '--key', $path_a, \"123456789018\n");
     is($rc, 2, "$cmd->[0]: refuses on A3");
     like($err, qr/\Ajukictl: $cmd->[0]: not yet ported to the A3 audit (?#
@@ -377,6 +486,11 @@ for my $case (
     [ 'no key', 'verify' ],
     [ 'password on the command line', 'status', '--password', 'pw' ],
     [ 'missing value', 'verify', '--max-skew' ],
+    [ 'report without --to', 'report', '--from', $day1 ],
+    [ 'bad date', 'report', '--from', '2024-02-30', '--to', '2024-03-01' ],
+    [ 'reversed dates', 'report', '--from', $day2, '--to', $day1 ],
+    [ 'bad format', 'report', '--from', $day1, '--to', $day2, '--format',
+      'xml' ],
     [ 'missing password file', 'status', '--password-file',
       "$dir/nonexistent" ],
     [ 'user without password', 'status', '--user', 'u' ],
