@@ -4,8 +4,7 @@
 # a Perl reference writer (t/jukictl/JukiRef.pm, docs/proposals/
 # a3-records.md), then verify, status, report, stop/resume (their W and K
 # records decoded and checked here), function load/status, usage errors,
-# watch.  The tampers are t/jukictl-tamper.t.  disclose is not yet ported
-# to A3: only its refusal is tested.
+# watch, disclose.  The tampers are t/jukictl-tamper.t.
 #
 # Env: TEST_NGINX_REDIS_PORT (required), TEST_NGINX_REDIS_HOST
 # (127.0.0.1), TEST_JUKICTL_DB (database number, default 13; it is
@@ -282,14 +281,79 @@ is(decode_json($out)->{totals}{provisions}, 0, 'report: empty period');
     load($recs);
 }
 
-# --- disclose: not yet on A3 ---
+# --- disclose ---
 
-for my $cmd ([ 'disclose' ]) {
-    ($rc, $out, $err) = jk(@$cmd, '--key', $path_a, \"123456789018\n");
-    is($rc, 2, "$cmd->[0]: refuses on A3");
-    like($err, qr/\Ajukictl: $cmd->[0]: not yet ported to the A3 audit (?#
-                  )lists[^\n]*\n\z/, "$cmd->[0]: says so, one line");
-    is($out, '', "$cmd->[0]: prints no report of nothing");
+my $code = $codes[3];
+my @want = sort map { my $x = $_;
+                      join '|', @$x{qw(ts agency purpose decision)} }
+           grep { $_->{type} eq 'A' && $_->{resident} eq $code } @$recs;
+ok(@want > 5, 'disclose: the resident has accesses (' . @want . ')');
+
+($rc, $out, $err) = jk('disclose', '--format', 'json', '--key', $path_a,
+                       '--key', $path_b, \"$code\n");
+is($rc, 0, 'disclose json: exit 0') or diag $err;
+$j = decode_json($out);
+is($j->{count}, scalar @want, 'disclose: exactly the accesses of one code');
+
+sub iso_ms {
+    my ($s) = @_;
+    my ($y, $mo, $d, $h, $mi, $se, $ms) =
+        $s =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z$/
+        or return -1;
+    require Time::Local;
+    return Time::Local::timegm($se, $mi, $h, $d, $mo - 1, $y) * 1000 + $ms;
+}
+
+is_deeply([ sort map { join '|', iso_ms($_->{time}),
+                        @$_{qw(agency purpose decision)} }
+            @{ $j->{accesses} } ], \@want,
+          'disclose: time, agency, purpose, decision match');
+is(scalar(grep { $_->{confirmed} } @{ $j->{accesses} }), scalar @want,
+   'disclose: every decision confirmed');
+is($j->{unconfirmed} . ' ' . $j->{unverified}, '0 0',
+   'disclose: none unconfirmed, none unverified');
+unlike($out, qr/$code/, 'disclose: the resident code is not printed');
+unlike($out, qr/"op\d+"|operator/, 'disclose: operator ids withheld');
+
+($rc, $out) = jk('disclose', '--resident-code', '-', '--format', 'json',
+                 '--key', $path_a, \"$code\n");
+my $only_a = grep { $_->{type} eq 'A' && $_->{resident} eq $code
+                    && $_->{key} == $ka } @$recs;
+is(decode_json($out)->{count}, $only_a,
+   'disclose: with one key, the records under that key');
+
+($rc, $out, $err) = jk('disclose', '--resident-code', '-', '--key', $path_a,
+                       '--key', $path_b, \"$code\n");
+is($rc, 0, 'disclose md: code from stdin');
+like($out, qr/Requests about you: ${\ scalar @want}/, 'disclose md: count');
+unlike($out, qr/$code/, 'disclose md: the code is not printed');
+
+($rc, $out) = jk('disclose', '--format', 'csv', '--from', $day2, '--key',
+                 $path_a, '--key', $path_b, \"$code\r\n");
+@rows = csv_rows($out);
+is_deeply($rows[0], [qw(time agency purpose statute decision confirmed)],
+          'disclose csv: header');
+is(@rows - 1, scalar(grep { (split /\|/)[0] >= ($today - 1) * $day_ms } @want),
+   'disclose csv --from: the window');
+
+($rc, $out) = jk('disclose', '--format', 'json', '--key', $path_a,
+                 \"999999999999\n");
+is(decode_json($out)->{count}, 0, 'disclose: an unknown code has none');
+
+# a failed record is left out, and the exit status says so
+{
+    my %n;
+    my ($x) = grep { $_->{type} eq 'A' && $_->{resident} eq $code }
+              map { $_->{idx} = $n{ $_->{list} }++; $_ } @$recs;
+    (my $e = $x->{el}) =~ s{/v1/residents/}{/v1/residentZ/};
+    $redis->cmd('LSET', $x->{list}, $x->{idx}, $e);
+    ($rc, $out, $err) = jk('disclose', '--format', 'json', '--key', $path_a,
+                           '--key', $path_b, \"$code\n");
+    is($rc, 1, 'disclose: an edited record exits 1');
+    like($err, qr/bad mac/, 'disclose: names it');
+    is((eval { decode_json($out) } // {})->{count} // -1, @want - 1,
+       'disclose: the edited record is left out');
+    load($recs);
 }
 
 # --- stop / resume ---
@@ -486,6 +550,10 @@ for my $case (
     [ 'no key', 'verify' ],
     [ 'password on the command line', 'status', '--password', 'pw' ],
     [ 'missing value', 'verify', '--max-skew' ],
+    [ 'disclose without code on stdin', 'disclose', '--key', $path_a ],
+    [ 'empty code on stdin', 'disclose', '--key', $path_a, \"\n" ],
+    [ 'code on the command line', 'disclose', '--resident-code',
+      '123456789012', '--key', $path_a ],
     [ 'report without --to', 'report', '--from', $day1 ],
     [ 'bad date', 'report', '--from', '2024-02-30', '--to', '2024-03-01' ],
     [ 'reversed dates', 'report', '--from', $day2, '--to', $day1 ],
