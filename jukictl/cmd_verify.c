@@ -48,12 +48,21 @@ jk_break(jk_verify_t *v, jk_vrec_t *x, const char *fmt, ...)
 
     jk_hex(x->r.writer, 8, w);
 
+    if (x->r.type == 0) {
+        /* not decoded: nothing of it is known */
+        fprintf(stderr, "jukictl: %s: %s element %llu: %s\n", v->cmd,
+                jk_safe(v->set.list[x->list].name,
+                        strlen(v->set.list[x->list].name)),
+                (unsigned long long) x->idx, what);
+        return;
+    }
+
     fprintf(stderr, "jukictl: %s: %s element %llu writer %s seq %llu:"
             " %s\n", v->cmd,
             jk_safe(v->set.list[x->list].name,
                     strlen(v->set.list[x->list].name)),
-            (unsigned long long) x->idx, x->r.type ? w : "?",
-            (unsigned long long) x->r.seq, what);
+            (unsigned long long) x->idx, w, (unsigned long long) x->r.seq,
+            what);
 }
 
 
