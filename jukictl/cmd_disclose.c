@@ -4,15 +4,15 @@
  *
  * The resident code is read from standard input, never from the command
  * line (it would show in the process list), turned into its pseudonym
- * under every key given (docs/audit.md: lower-hex(HMAC-SHA256(k_sub,
- * code))), then wiped; it is never printed.  Operator ids are withheld.
+ * under every key given (the first 16 bytes of HMAC-SHA256(k_sub,
+ * code), docs/proposals/a3-records.md), then wiped; it is never printed.
+ * Operator ids are withheld.
  *
- * Each matching audit record is checked (jk_rec_check()) before it is
- * listed: one that fails is named on stderr, left out, and the exit
- * status is 1.  A decision Redis made is "confirmed" only by a valid
- * completion record of the same stream with the same decision; one that
- * disagrees is a failure, none at all leaves it listed as unconfirmed.
- * Memory grows with the number of matching records only.
+ * The records are those of jk_verify_run(): every list read whole and
+ * every record checked.  Any record that fails is named on stderr and
+ * left out (it might be one of the resident's), and the exit status is
+ * 1.  A decision Redis made is "confirmed" only by its C record (verify
+ * links it); without one it is listed as unconfirmed.
  */
 
 #include <stdlib.h>
@@ -49,9 +49,7 @@ typedef struct {
     jk_ht_t          awaiting;  /* audit id -> index + 1 in list */
     jk_ht_t          purposes;
     jk_problems_t    prob;
-    jk_checker_t     ck;
     jk_keyring_t     kr;
-    jk_rec_t         rec;
     char             pseudo[JK_MAX_KEYS][65];
     int              nk;
 } jk_disclose_t;
@@ -403,8 +401,6 @@ jk_cmd_disclose(const jk_opts_t *o)
     }
 
     d->prob.cmd = "disclose";
-    d->ck.kr = &d->kr;
-    d->ck.skew = skew;
 
     if (jk_read_code(o, code, sizeof(code)) != JK_OK) {
         goto done;
@@ -478,7 +474,6 @@ done:
     OPENSSL_cleanse(d->pseudo, sizeof(d->pseudo));
     jk_ht_free(&d->purposes, free);
     jk_ht_free(&d->awaiting, NULL);
-    jk_buf_free(&d->ck.scratch);
     jk_keys_wipe(&d->kr);
     jk_verify_free(&v);
     free(d);

@@ -1,26 +1,20 @@
 /*
  * jukictl report: the yearly publication of provisions.
  *
- * Counts the records whose stream entry time falls in the inclusive UTC
- * date range.  Every record of the range is checked on its own
- * (jk_rec_check(): mac, decision bound, place in time); one that fails
- * is named on stderr and left out, and the exit status is 1.  An audit
- * record counts:
+ * Counts the A3 records whose ts falls in the inclusive UTC date range,
+ * among those jk_verify_run() accepts (every list read whole, every
+ * record checked; one that fails is named on stderr and left out, and
+ * the exit status is 1).  An A record counts:
  *
- *   - decided by the gateway (its mac binds the decision): a denial per
+ *   - decided by the gateway (gdecision, bound by its mac): a denial per
  *     agency and reason;
- *   - decided by Redis (allow, stopped, rate_limited): only once a
- *     completion record of the same stream confirms the same decision:
- *     a provision per agency and purpose, or a denial.  A completion
- *     that disagrees is a failure; none at all leaves the request
- *     "unconfirmed", listed apart and counted neither way.
+ *   - decided by Redis (allow, stopped, rate_limited): only with its C
+ *     record, which verify links to it: a provision per agency and
+ *     purpose, or a denial.  Without one it is "unconfirmed", listed
+ *     apart and counted neither way.
  *
- * Summary records add the refusals they counted without recording them
- * (denials of the unidentified).  Completions may come after the end of
- * the range: the stream is read on for up to JK_CONFIRM_LOOKAHEAD while
- * some are awaited.  Memory grows with the distinct (agency, purpose)
- * and (agency, reason) pairs and with the decisions awaiting their
- * completion, not with the records.
+ * S records add the refusals they counted without recording them
+ * (denials of the unidentified).
  */
 
 #include <stdlib.h>
@@ -61,10 +55,8 @@ typedef struct {
     uint64_t         nunconf;
     uint64_t         nsummarised;
     jk_problems_t    prob;
-    jk_checker_t     ck;
     jk_keyring_t     kr;
     jk_buf_t         key;
-    jk_rec_t         rec;
 } jk_report_t;
 
 
@@ -564,8 +556,6 @@ jk_cmd_report(const jk_opts_t *o)
     }
 
     rp->prob.cmd = "report";
-    rp->ck.kr = &rp->kr;
-    rp->ck.skew = skew;
 
     (void) nk;
 
@@ -615,7 +605,6 @@ done:
     free(sd);
     free(su);
     jk_buf_free(&rp->key);
-    jk_buf_free(&rp->ck.scratch);
     jk_ht_free(&rp->prov, NULL);
     jk_ht_free(&rp->deny, NULL);
     jk_ht_free(&rp->unconf, NULL);
