@@ -335,5 +335,24 @@ load($recs);
     broken('second completion', qr/second completion of seq $a->{seq}/);
 }
 
+# --- trimmed by the archiver: a writer whose W is gone is not checkable ---
+
+load($recs);
+{
+    my $w0 = first($recs, sub { $_[0]{type} eq 'W' });
+    is($w0->{idx}, 0, 'trimmed: the first W heads juki:{_}:audit');
+    $redis->cmd('LTRIM', 'juki:{_}:audit', 1, -1);
+    $redis->cmd('SET', 'juki:{_}:trimmed', 1);
+    ($rc, $out, $err) = verify();
+    is($rc, 0, 'trimmed: not a break') or diag $err;
+    my $n = grep { $_->{writer} eq $w0->{writer} } @$recs;
+    like($out, qr/^not checkable: ${\ ($n - 1)} records of writers whose (?#
+                  )head was trimmed$/m, 'trimmed: its records counted apart');
+
+    # without the counter, the missing W is a break
+    $redis->cmd('DEL', 'juki:{_}:trimmed');
+    broken('W deleted', qr/writer $w0->{writer} seq 1: no W record/);
+}
+
 $redis->cmd('FLUSHDB');
 done_testing();
