@@ -614,6 +614,30 @@ jk_a3_read(redisContext *c, jk_a3_set_t *s)
         }
     }
 
+    /* the archiver trimmed a head meanwhile: the reads may be shifted */
+
+    for (i = 0; i < s->n; i++) {
+        uint64_t  t;
+
+        l = &s->list[i];
+        snprintf(tkey, sizeof(tkey), "juki:{%.*s}:trimmed", (int) l->alen,
+                 l->agency);
+
+        x = jk_cmdf(c, "GET %s", tkey);
+        if (x == NULL) {
+            return -1;
+        }
+
+        if (jk_a3_int(x, &t) != 0 || t != l->trimmed) {
+            freeReplyObject(x);
+            jk_err("Redis: %s was trimmed during the read; run again",
+                   jk_safe(l->name, strlen(l->name)));
+            return -1;
+        }
+
+        freeReplyObject(x);
+    }
+
     return 0;
 
 fail:

@@ -26,34 +26,17 @@
 #define JK_BREAKS_SHOWN  20
 
 
-typedef struct {
-    jk_a3_t          r;
-    size_t           list;
-    uint64_t         idx;           /* logical index: trimmed + i */
-    size_t           pos;           /* i, in the list as read */
-    unsigned         nconf;         /* C records naming this A */
-    unsigned         bad:1;
-} jk_vrec_t;
-
-
-typedef struct {
-    jk_a3_set_t         set;
-    const jk_keyring_t *kr;
-    uint64_t            skew;
-    uint64_t            breaks;
-    jk_buf_t            scratch;
-} jk_verify_t;
-
-
 static void
-jk_break(jk_verify_t *v, const jk_vrec_t *x, const char *fmt, ...)
+jk_break(jk_verify_t *v, jk_vrec_t *x, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
-jk_break(jk_verify_t *v, const jk_vrec_t *x, const char *fmt, ...)
+jk_break(jk_verify_t *v, jk_vrec_t *x, const char *fmt, ...)
 {
     char     w[17], what[256];
     va_list  ap;
+
+    x->bad = 1;
 
     if (++v->breaks > JK_BREAKS_SHOWN) {
         return;
@@ -65,12 +48,21 @@ jk_break(jk_verify_t *v, const jk_vrec_t *x, const char *fmt, ...)
 
     jk_hex(x->r.writer, 8, w);
 
-    fprintf(stderr, "jukictl: verify: %s element %llu writer %s seq %llu:"
-            " %s\n",
+    if (x->r.type == 0) {
+        /* not decoded: nothing of it is known */
+        fprintf(stderr, "jukictl: %s: %s element %llu: %s\n", v->cmd,
+                jk_safe(v->set.list[x->list].name,
+                        strlen(v->set.list[x->list].name)),
+                (unsigned long long) x->idx, what);
+        return;
+    }
+
+    fprintf(stderr, "jukictl: %s: %s element %llu writer %s seq %llu:"
+            " %s\n", v->cmd,
             jk_safe(v->set.list[x->list].name,
                     strlen(v->set.list[x->list].name)),
-            (unsigned long long) x->idx, x->r.type ? w : "?",
-            (unsigned long long) x->r.seq, what);
+            (unsigned long long) x->idx, w, (unsigned long long) x->r.seq,
+            what);
 }
 
 
@@ -205,7 +197,10 @@ jk_check_completions(jk_verify_t *v, jk_vrec_t *recs, size_t n,
             continue;
         }
 
-        if (a->r.decision != x->r.decision) {
+        if (a->r.decision == x->r.decision) {
+            a->conf = x;
+
+        } else {
             jk_break(v, a, "decision flip: decision %s, its completion"
                      " (seq %llu) says %s", jk_a3_code_name(a->r.decision),
                      (unsigned long long) x->r.seq,
@@ -244,22 +239,31 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
         if (trimmed) {
             /* the head was archived: nothing names this writer's key */
             *uncheckable += n;
+            for (i = 0; i < n; i++) {
+                g[i]->bad = 1;
+            }
             return;
         }
         jk_break(v, x, "no W record: seq 0 .. %llu missing",
                  (unsigned long long) x->r.seq - (x->r.type == 'W' ? 0 : 1));
         *unkeyed += n;
+        for (i = 0; i < n; i++) {
+            g[i]->bad = 1;
+        }
         return;
     }
 
     jk_hex(x->r.kid, 8, hex);
     kid.p = hex;
     kid.len = 16;
-    k = jk_keys_find(v->kr, &kid);
+    k = jk_keys_find(&v->kr, &kid);
 
     if (k == NULL) {
         jk_break(v, x, "unknown kid %s", hex);
         *unkeyed += n;
+        for (i = 0; i < n; i++) {
+            g[i]->bad = 1;
+        }
         return;
     }
 
@@ -327,80 +331,74 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
 }
 
 
+/*
+ * Reads every list (the cut) and checks every record; breaks are named
+ * on stderr (the first JK_BREAKS_SHOWN), counted in v->breaks, and the
+ * records marked bad.  JK_ERR on usage errors and Redis errors.
+ */
+
 int
-jk_cmd_verify(const jk_opts_t *o)
+jk_verify_run(const jk_opts_t *o, jk_verify_t *v)
 {
-    int              n, rc = JK_ERR;
+    int              n;
     char             key[16];
-    size_t           i, j, nrec = 0, k, nw = 0;
-    uint64_t         cnt[128], unconfirmed = 0, uncheckable = 0;
+    size_t           i, j, k;
     uint64_t         unkeyed = 0, *last = NULL;
     const char      *err;
-    jk_ht_t          as;
     jk_hent_t       *e;
-    jk_vrec_t       *recs = NULL, *x, **sorted = NULL;
-    jk_keyring_t     kr;
-    jk_verify_t      v;
+    jk_vrec_t       *x, **sorted = NULL;
     redisReply      *el;
-    redisContext    *c = NULL;
     jk_a3_list_t    *l;
 
-    memset(&v, 0, sizeof(v));
-    memset(cnt, 0, sizeof(cnt));
+    memset(v, 0, sizeof(*v));
+    v->cmd = o->command;
 
-    if (o->from || o->to) {
-        return jk_usage_err("verify --from/--to: not supported on A3 lists"
-                            " yet; verify reads them whole");
-    }
-
-    if (jk_skew_opt(o, &v.skew) != JK_OK) {
+    if (jk_skew_opt(o, &v->skew) != JK_OK) {
         return JK_ERR;
     }
 
-    n = jk_keys_load(o, &kr);
+    if (jk_ht_init(&v->as, 1024) != 0) {
+        return JK_ERR;
+    }
+
+    n = jk_keys_load(o, &v->kr);
     if (n < 0) {
         return JK_ERR;
     }
 
     if (n == 0) {
-        jk_err("verify needs the audit key (--key PATH or JUKI_AUDIT_KEY)");
+        jk_err("%s needs the audit key (--key PATH or JUKI_AUDIT_KEY)",
+               o->command);
         return JK_ERR;
     }
 
-    v.kr = &kr;
-
-    if (jk_ht_init(&as, 1024) != 0) {
-        jk_keys_wipe(&kr);
+    v->c = jk_redis_connect(o);
+    if (v->c == NULL || jk_a3_read(v->c, &v->set) != 0) {
         return JK_ERR;
     }
 
-    c = jk_redis_connect(o);
-    if (c == NULL || jk_a3_read(c, &v.set) != 0) {
-        goto done;
+    for (i = 0; i < v->set.n; i++) {
+        v->nrec += v->set.list[i].llen;
     }
 
-    for (i = 0; i < v.set.n; i++) {
-        nrec += v.set.list[i].llen;
-    }
+    v->recs = calloc(v->nrec ? v->nrec : 1, sizeof(v->recs[0]));
+    sorted = calloc(v->nrec ? v->nrec : 1, sizeof(sorted[0]));
+    last = calloc(v->set.n ? v->set.n : 1, sizeof(last[0]));
 
-    recs = calloc(nrec ? nrec : 1, sizeof(recs[0]));
-    sorted = calloc(nrec ? nrec : 1, sizeof(sorted[0]));
-    last = calloc(v.set.n ? v.set.n : 1, sizeof(last[0]));
-
-    if (recs == NULL || sorted == NULL || last == NULL) {
+    if (v->recs == NULL || sorted == NULL || last == NULL) {
         jk_err("out of memory");
-        goto done;
+        goto failed;
     }
 
     /* decode every element */
 
     k = 0;
 
-    for (i = 0; i < v.set.n; i++) {
-        l = &v.set.list[i];
+    for (i = 0; i < v->set.n; i++) {
+        l = &v->set.list[i];
 
         for (j = 0; j < l->llen; j++) {
-            x = &recs[k++];
+            x = &v->recs[k++];
             el = l->el[j];
             x->list = i;
             x->pos = j;
@@ -409,20 +407,19 @@ jk_cmd_verify(const jk_opts_t *o)
             err = jk_a3_decode((const unsigned char *) el->str, el->len,
                                &x->r);
             if (err) {
-                x->bad = 1;
                 x->r.type = 0;
-                jk_break(&v, x, "%s", err);
+                jk_break(v, x, "%s", err);
                 continue;
             }
 
-            cnt[x->r.type]++;
-            jk_check_place(&v, x);
+            v->cnt[x->r.type]++;
+            jk_check_place(v, x);
 
             if (x->r.type == 'A') {
                 jk_akey(x->r.writer, x->r.seq, key);
-                e = jk_ht_get(&as, key, 16);
+                e = jk_ht_get(&v->as, key, 16);
                 if (e == NULL) {
-                    goto done;
+                    goto failed;
                 }
                 if (e->ptr == NULL) {
                     e->ptr = x;
@@ -431,14 +428,14 @@ jk_cmd_verify(const jk_opts_t *o)
         }
     }
 
-    jk_check_completions(&v, recs, nrec, &as);
+    jk_check_completions(v, v->recs, v->nrec, &v->as);
 
     /* chains */
 
     n = 0;
-    for (i = 0; i < nrec; i++) {
-        if (!recs[i].bad) {
-            sorted[n++] = &recs[i];
+    for (i = 0; i < v->nrec; i++) {
+        if (v->recs[i].r.type) {
+            sorted[n++] = &v->recs[i];
         }
     }
 
@@ -454,59 +451,94 @@ jk_cmd_verify(const jk_opts_t *o)
             /* void */
         }
 
-        nw++;
-        jk_check_chain(&v, sorted + i, j - i, last, &uncheckable, &unkeyed);
+        v->nw++;
+        jk_check_chain(v, sorted + i, j - i, last, &v->uncheckable,
+                       &unkeyed);
     }
 
-    for (i = 0; i < nrec; i++) {
-        if (recs[i].r.type == 'A' && recs[i].r.gdecision == 0
-            && recs[i].nconf == 0)
+    for (i = 0; i < v->nrec; i++) {
+        x = &v->recs[i];
+        if (x->r.type == 'A' && x->r.gdecision == 0 && x->nconf == 0
+            && !x->bad)
         {
-            unconfirmed++;
+            v->unconfirmed++;
         }
     }
 
-    if (v.breaks) {
-        if (v.breaks > JK_BREAKS_SHOWN) {
-            jk_err("verify: %llu breaks in all (%d shown)",
-                   (unsigned long long) v.breaks, JK_BREAKS_SHOWN);
-        }
-        rc = JK_FAIL;
-        goto done;
+    if (v->breaks > JK_BREAKS_SHOWN) {
+        jk_err("%s: %llu breaks in all (%d shown)", o->command,
+               (unsigned long long) v->breaks, JK_BREAKS_SHOWN);
     }
 
-    printf("ok: %zu records (%llu writer, %llu audit, %llu completion,"
-           " %llu summary, %llu control) in %zu lists, %zu writers\n",
-           nrec, (unsigned long long) cnt['W'],
-           (unsigned long long) cnt['A'], (unsigned long long) cnt['C'],
-           (unsigned long long) cnt['S'], (unsigned long long) cnt['K'],
-           v.set.n, nw);
-
-    if (unconfirmed) {
-        printf("unconfirmed: %llu audit records decided by Redis have no"
-               " completion (yet)\n", (unsigned long long) unconfirmed);
-    }
-
-    if (uncheckable) {
-        printf("not checkable: %llu records of writers whose head was"
-               " trimmed\n", (unsigned long long) uncheckable);
-    }
-
-    rc = JK_OK;
-
-done:
-
-    (void) unkeyed;
-    free(recs);
     free(sorted);
     free(last);
-    jk_ht_free(&as, NULL);
-    jk_a3_set_free(&v.set);
-    jk_buf_free(&v.scratch);
-    if (c) {
-        redisFree(c);
+
+    return JK_OK;
+
+failed:
+
+    free(sorted);
+    free(last);
+
+    return JK_ERR;
+}
+
+
+void
+jk_verify_free(jk_verify_t *v)
+{
+    free(v->recs);
+    v->recs = NULL;
+    jk_ht_free(&v->as, NULL);
+    jk_a3_set_free(&v->set);
+    jk_buf_free(&v->scratch);
+    if (v->c) {
+        redisFree(v->c);
+        v->c = NULL;
     }
-    jk_keys_wipe(&kr);
+    jk_keys_wipe(&v->kr);
+}
+
+
+int
+jk_cmd_verify(const jk_opts_t *o)
+{
+    int          rc;
+    jk_verify_t  v;
+
+    if (o->from || o->to) {
+        return jk_usage_err("verify --from/--to: not supported on A3 lists"
+                            " yet; verify reads them whole");
+    }
+
+    rc = jk_verify_run(o, &v);
+
+    if (rc == JK_OK && v.breaks) {
+        rc = JK_FAIL;
+    }
+
+    if (rc == JK_OK) {
+        printf("ok: %zu records (%llu writer, %llu audit, %llu completion,"
+               " %llu summary, %llu control) in %zu lists, %zu writers\n",
+               v.nrec, (unsigned long long) v.cnt['W'],
+               (unsigned long long) v.cnt['A'],
+               (unsigned long long) v.cnt['C'],
+               (unsigned long long) v.cnt['S'],
+               (unsigned long long) v.cnt['K'], v.set.n, v.nw);
+
+        if (v.unconfirmed) {
+            printf("unconfirmed: %llu audit records decided by Redis have"
+                   " no completion (yet)\n",
+                   (unsigned long long) v.unconfirmed);
+        }
+
+        if (v.uncheckable) {
+            printf("not checkable: %llu records of writers whose head was"
+                   " trimmed\n", (unsigned long long) v.uncheckable);
+        }
+    }
+
+    jk_verify_free(&v);
 
     return rc;
 }

@@ -193,6 +193,51 @@ sub trail {
     return \@recs;
 }
 
+# decodes one element (no checks beyond the layout): a hash of its
+# fields, decision names for codes, action/scope names for K
+my %NAME = reverse %CODE;
+sub decode {
+    my ($el) = @_;
+    my $b = $el;
+    my $u8 = sub { ord(substr($b, 0, 1, '')) };
+    my $vi = sub {
+        my ($v, $sh) = (0, 0);
+        while (1) { my $c = $u8->(); $v |= ($c & 0x7f) << $sh;
+                    last unless $c & 0x80; $sh += 7 }
+        return $v;
+    };
+    my $st = sub { my $n = $vi->(); return substr($b, 0, $n, '') };
+    my %r = (type => substr($b, 0, 1, ''),
+             writer => unpack('H16', substr($b, 0, 8, '')));
+    $r{seq} = $r{type} eq 'W' ? 0 : $vi->();
+    $r{ts} = unpack('Q>', "\0\0" . substr($b, 0, 6, ''));
+    if ($r{type} eq 'W') {
+        $r{kid} = unpack('H16', substr($b, 0, 8, ''));
+        $r{node} = $st->();
+        $r{role} = $u8->();
+    } elsif ($r{type} eq 'A') {
+        $r{decision} = $NAME{ ord(substr($b, -1, 1, '')) };
+        $r{kind} = $u8->();
+        $r{$_} = $st->() for qw(cert subject operator purpose method uri);
+        $r{gdecision} = $u8->();
+    } elsif ($r{type} eq 'C') {
+        $r{awriter} = unpack('H16', substr($b, 0, 8, ''));
+        $r{aseq} = $vi->();
+        $r{decision} = $NAME{ $u8->() };
+        $r{$_} = $vi->() for qw(status bytes upstream);
+    } elsif ($r{type} eq 'S') {
+        $r{cause} = $u8->();
+        $r{$_} = $vi->() for qw(second recorded suppressed);
+    } elsif ($r{type} eq 'K') {
+        $r{action} = (undef, 'stop', 'resume')[ $u8->() ];
+        $r{scope} = (undef, 'global', 'agency', 'operator')[ $u8->() ];
+        $r{$_} = $st->() for qw(operator reason actor);
+    }
+    $r{mac} = substr($b, 0, 16, '');
+    $r{rest} = length $b;
+    return \%r;
+}
+
 sub rpush_args { return ('RPUSH', $_[0]{list}, $_[0]{el}) }
 
 sub resp {
