@@ -4,15 +4,15 @@
  *
  * The resident code is read from standard input, never from the command
  * line (it would show in the process list), turned into its pseudonym
- * under every key given (the first 16 bytes of HMAC-SHA256(k_sub,
- * code), docs/proposals/a3-records.md), then wiped; it is never printed.
- * Operator ids are withheld.
+ * under every key given (docs/audit.md: lower-hex(HMAC-SHA256(k_sub,
+ * code))), then wiped; it is never printed.  Operator ids are withheld.
  *
- * The records are those of jk_verify_run(): every list read whole and
- * every record checked.  Any record that fails is named on stderr and
- * left out (it might be one of the resident's), and the exit status is
- * 1.  A decision Redis made is "confirmed" only by its C record (verify
- * links it); without one it is listed as unconfirmed.
+ * Each matching audit record is checked (jk_rec_check()) before it is
+ * listed: one that fails is named on stderr, left out, and the exit
+ * status is 1.  A decision Redis made is "confirmed" only by a valid
+ * completion record of the same stream with the same decision; one that
+ * disagrees is a failure, none at all leaves it listed as unconfirmed.
+ * Memory grows with the number of matching records only.
  */
 
 #include <stdlib.h>
@@ -49,7 +49,9 @@ typedef struct {
     jk_ht_t          awaiting;  /* audit id -> index + 1 in list */
     jk_ht_t          purposes;
     jk_problems_t    prob;
+    jk_checker_t     ck;
     jk_keyring_t     kr;
+    jk_rec_t         rec;
     char             pseudo[JK_MAX_KEYS][65];
     int              nk;
 } jk_disclose_t;
@@ -129,14 +131,15 @@ done:
 
 
 static int
-jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
+jk_access_add(jk_disclose_t *d, const jk_rec_t *r)
 {
-    size_t         len, alen;
-    const char    *de;
-    jk_access_t   *a, *p;
+    size_t           len;
+    jk_access_t     *a, *p;
+    const jk_str_t  *ag, *pu, *de;
 
-    alen = (l->alen == 1 && l->agency[0] == '_') ? 0 : l->alen;
-    de = jk_a3_code_name(x->r.decision);
+    ag = &r->val[JK_A_AGENCY];
+    pu = &r->val[JK_A_PURPOSE];
+    de = &r->val[JK_A_DECISION];
 
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 64;
@@ -150,25 +153,26 @@ jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
 
     a = &d->list[d->n];
 
-    len = alen + x->r.purpose.len + strlen(de) + 3;
+    len = ag->len + pu->len + de->len + 3;
     a->agency = malloc(len);
     if (a->agency == NULL) {
         jk_err("out of memory");
         return -1;
     }
 
-    a->ts = x->r.ts;
-    a->ms = x->list;
-    a->sq = x->pos;
-    a->confirmed = x->r.gdecision != 0 || (x->conf && !x->conf->bad);
+    a->ts = r->ts;
+    a->ms = r->ms;
+    a->sq = r->sq;
+    a->confirmed = (r->dec == JK_DEC_GATEWAY);
     a->failed = 0;
-    memcpy(a->agency, l->agency, alen);
-    a->agency[alen] = '\0';
-    a->purpose = a->agency + alen + 1;
-    memcpy(a->purpose, x->r.purpose.p, x->r.purpose.len);
-    a->purpose[x->r.purpose.len] = '\0';
-    a->decision = a->purpose + x->r.purpose.len + 1;
-    memcpy(a->decision, de, strlen(de) + 1);
+    memcpy(a->agency, ag->p, ag->len);
+    a->agency[ag->len] = '\0';
+    a->purpose = a->agency + ag->len + 1;
+    memcpy(a->purpose, pu->p, pu->len);
+    a->purpose[pu->len] = '\0';
+    a->decision = a->purpose + pu->len + 1;
+    memcpy(a->decision, de->p, de->len);
+    a->decision[de->len] = '\0';
 
     d->n++;
 
@@ -176,37 +180,159 @@ jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
 }
 
 
-/* the verified A records of the window whose subject is the resident's */
+/* an audit record: listed when it is about the resident and verifies */
 
 static int
-jk_disclose_a3(jk_disclose_t *d, jk_verify_t *v, uint64_t from_ms,
-    uint64_t to_ms)
+jk_disclose_audit(jk_disclose_t *d, const char *stream)
 {
-    int         k;
-    size_t      i;
-    jk_vrec_t  *x;
+    int              k;
+    jk_rec_t        *r = &d->rec;
+    jk_hent_t       *e;
+    const char      *what;
+    const jk_str_t  *sub, *id;
 
-    for (i = 0; i < v->nrec; i++) {
-        x = &v->recs[i];
+    sub = &r->val[JK_A_SUBJECT];
+    if (sub->len != 64) {
+        return 0;
+    }
 
-        if (x->bad || x->r.type != 'A' || x->r.subject.len != 16
-            || x->r.ts < from_ms || x->r.ts > to_ms)
-        {
-            continue;
-        }
-
-        for (k = 0; k < d->nk; k++) {
-            if (CRYPTO_memcmp(x->r.subject.p, d->pseudo[k], 16) == 0) {
-                break;
-            }
-        }
-
-        if (k < d->nk && jk_access_add(d, x, &v->set.list[x->list]) != 0) {
-            return -1;
+    for (k = 0; k < d->nk; k++) {
+        if (memcmp(sub->p, d->pseudo[k], 64) == 0) {
+            break;
         }
     }
 
+    if (k == d->nk) {
+        return 0;
+    }
+
+    what = jk_rec_check(&d->ck, r, stream);
+    if (what) {
+        jk_problem(&d->prob, stream, r, what);
+        return 0;
+    }
+
+    if (jk_access_add(d, r) != 0) {
+        return -1;
+    }
+
+    if (r->dec == JK_DEC_REDIS) {
+        id = &r->val[JK_F_ID];
+
+        e = jk_ht_get(&d->awaiting, id->p, id->len);
+        if (e == NULL) {
+            return -1;
+        }
+
+        e->n = d->n;
+    }
+
     return 0;
+}
+
+
+/* a completion: confirms an access listed, or shows it was altered */
+
+static int
+jk_disclose_done(jk_disclose_t *d, const char *stream)
+{
+    char             what[200];
+    jk_rec_t        *r = &d->rec;
+    jk_hent_t       *e;
+    jk_access_t     *a;
+    const char      *bad;
+    const jk_str_t  *id;
+
+    id = jk_rec_get(r, "id");
+    if (id == NULL) {
+        return 0;
+    }
+
+    e = jk_ht_find(&d->awaiting, id->p, id->len);
+    if (e == NULL) {
+        return 0;
+    }
+
+    a = &d->list[e->n - 1];
+    jk_ht_del(&d->awaiting, e);
+
+    bad = jk_rec_check(&d->ck, r, stream);
+    if (bad) {
+        jk_problem(&d->prob, stream, r, bad);
+        return 0;       /* the access stays unconfirmed */
+    }
+
+    if (!jk_str_eq(&r->val[JK_D_DECISION], a->decision)) {
+        snprintf(what, sizeof(what), "completion says %s, its audit record"
+                 " %s says %s",
+                 jk_safe(r->val[JK_D_DECISION].p, r->val[JK_D_DECISION].len),
+                 jk_safe(id->p, id->len),
+                 jk_safe(a->decision, strlen(a->decision)));
+        jk_problem(&d->prob, stream, r, what);
+        a->failed = 1;
+        return 0;
+    }
+
+    a->confirmed = 1;
+
+    return 0;
+}
+
+
+static int
+jk_disclose_stream(jk_disclose_t *d, redisContext *c, const jk_stream_t *st,
+    uint64_t from_ms, uint64_t to_ms)
+{
+    int                r;
+    uint64_t           end;
+    jk_xiter_t         it;
+    const char        *what;
+    const redisReply  *entry;
+
+    what = jk_stream_check(&d->ck, st);
+    if (what) {
+        jk_problem_stream(&d->prob, st, what);
+    }
+
+    end = to_ms > UINT64_MAX - JK_CONFIRM_LOOKAHEAD
+          ? UINT64_MAX : to_ms + JK_CONFIRM_LOOKAHEAD;
+
+    jk_xiter_init(&it, c, st->name, from_ms, end, 1000);
+    jk_xiter_end(&it, st->last_ms, st->last_sq);
+
+    while ((r = jk_xiter_next(&it, &entry)) == 1) {
+        r = 0;
+
+        if (jk_rec_parse(entry, &d->rec) != 0) {
+            continue;       /* cannot be about anyone */
+        }
+
+        if (d->rec.ms > to_ms && d->awaiting.count == 0) {
+            break;
+        }
+
+        if (d->rec.type == JK_REC_AUDIT && d->rec.ms <= to_ms) {
+            r = jk_disclose_audit(d, st->name);
+
+        } else if (d->rec.type == JK_REC_DONE) {
+            r = jk_disclose_done(d, st->name);
+        }
+
+        if (r != 0) {
+            break;
+        }
+    }
+
+    jk_xiter_free(&it);
+
+    /* what is still awaited stays unconfirmed */
+    jk_ht_free(&d->awaiting, NULL);
+
+    if (r != 0) {
+        return -1;
+    }
+
+    return jk_ht_init(&d->awaiting, 64);
 }
 
 
@@ -374,10 +500,9 @@ jk_cmd_disclose(const jk_opts_t *o)
     uint64_t        from_ms, to_ms, skew;
     unsigned char   h[32];
     jk_disclose_t  *d;
+    jk_streams_t    streams = { NULL, 0, 0 };
     const char     *format;
-    jk_verify_t     v;
-
-    memset(&v, 0, sizeof(v));
+    redisContext   *c = NULL;
 
     format = o->format ? o->format : "md";
 
@@ -401,6 +526,8 @@ jk_cmd_disclose(const jk_opts_t *o)
     }
 
     d->prob.cmd = "disclose";
+    d->ck.kr = &d->kr;
+    d->ck.skew = skew;
 
     if (jk_read_code(o, code, sizeof(code)) != JK_OK) {
         goto done;
@@ -418,7 +545,7 @@ jk_cmd_disclose(const jk_opts_t *o)
             d->nk = -1;
             break;
         }
-        memcpy(d->pseudo[k], h, 16);
+        jk_hex(h, 32, d->pseudo[k]);
     }
 
     OPENSSL_cleanse(code, sizeof(code));
@@ -428,20 +555,26 @@ jk_cmd_disclose(const jk_opts_t *o)
         goto done;
     }
 
-    if (jk_verify_run(o, &v) != JK_OK) {
+    c = jk_redis_connect(o);
+    if (c == NULL) {
         goto done;
     }
 
     if (jk_ht_init(&d->purposes, 64) != 0
         || jk_ht_init(&d->awaiting, 64) != 0
-        || jk_purposes_load(v.c, &d->purposes) != 0
-        || jk_disclose_a3(d, &v, from_ms, to_ms) != 0)
+        || jk_purposes_load(c, &d->purposes) != 0
+        || jk_streams_snapshot(c, &streams) != 0)
     {
         goto done;
     }
 
-    /* every failed record is left out: it might be one of the resident's */
-    d->prob.n = v.breaks;
+    d->ck.now_ms = streams.now_ms;
+
+    for (i = 0; i < streams.n; i++) {
+        if (jk_disclose_stream(d, c, &streams.s[i], from_ms, to_ms) != 0) {
+            goto done;
+        }
+    }
 
     for (i = 0; i < d->n; i++) {
         if (!d->list[i].failed) {
@@ -474,9 +607,13 @@ done:
     OPENSSL_cleanse(d->pseudo, sizeof(d->pseudo));
     jk_ht_free(&d->purposes, free);
     jk_ht_free(&d->awaiting, NULL);
+    jk_buf_free(&d->ck.scratch);
     jk_keys_wipe(&d->kr);
-    jk_verify_free(&v);
+    jk_streams_free(&streams);
     free(d);
+    if (c) {
+        redisFree(c);
+    }
 
     return rc;
 }
