@@ -128,7 +128,17 @@ is(scalar @$bad, 0, 'the trail follows every rule of docs/audit.md')
             if $ENV{TEST_NGINX_USE_VALGRIND};
         ok(@$own < $FLOOD / 3, 'the trail grew by far less than the flood');
     }
-    ok(@$sum >= 1, scalar(@$sum) . ' summary records');
+    # every second of the flood has records of its own (the budget starts
+    # afresh each second): more refusals than 10 per such second means some
+    # second outran the budget and must have a summary; a flood slowed down
+    # (valgrind on a busy machine) may not outrun it, and the checks below
+    # hold any summary there is to its second's budget
+    if ($FLOOD > 10 * keys %secs) {
+        ok(@$sum >= 1, scalar(@$sum) . ' summary records');
+    } else {
+        diag("the flood never outran the budget in "
+             . scalar(keys %secs) . " s: summaries are not required");
+    }
     is(scalar(grep { $_->{recorded} == 10 && $_->{suppressed} > 0 } @$sum),
        scalar @$sum, 'each summary: 10 recorded one by one, the rest counted');
     ok(seconds_agree($own, $sum), 'each summary names its second rightly');
