@@ -83,14 +83,7 @@ sub monitor_stop {
     my @calls;
     while (my $l = <$fh>) {
         next unless $l =~ /^\d+\.\d+ \[\d+ [^\]]+\] "FCALL"/i;
-        my @a;
-        while ($l =~ /"((?:[^"\\]|\\.)*)"/g) {
-            (my $v = $1) =~ s/\\(x[0-9a-fA-F]{2}|.)/
-                length $1 == 3 ? chr(hex substr($1, 1))
-                : { n => "\n", r => "\r", t => "\t", a => "\a",
-                    b => "\b" }->{$1} \/\/ $1/ge;
-            push @a, $v;
-        }
+        my @a = JukiTest::monitor_args($l);
         push @calls, \@a;
     }
     close $fh;

@@ -541,7 +541,7 @@ sub redis3_start {
     }
     my $r = redis3('FUNCTION', 'LOAD', function_text());
     die "cannot load the function library into the third redis: $r\n"
-        unless $r =~ /^juki_[0-9a-f]{12}$/m;
+        unless function_loaded($r);
 }
 
 # the lines of conf/juki-users.acl.in, without comments and blank lines
@@ -577,6 +577,14 @@ sub function_template {
 sub function_id {
     require Digest::SHA;
     return substr(Digest::SHA::sha256_hex(function_template()), 0, 12);
+}
+
+# FUNCTION LOAD's reply says the library is there: loaded now, or already
+# (a Redis restarted on its data dir keeps its functions)
+sub function_loaded {
+    my $id = function_id();
+    return $_[0] =~ /^juki_\Q$id\E$/m
+           || $_[0] =~ /Library 'juki_\Q$id\E' already exists/;
 }
 
 # the loaded text: every @V@ replaced by the id
@@ -1056,6 +1064,21 @@ sub trail_problems {
     return (\@bad, $unconfirmed);
 }
 
+# the arguments of one line of MONITOR's output, its escapes (sdscatrepr:
+# \\ \" \n \r \t \a \b \xHH) undone: binary-safe
+sub monitor_args {
+    my $l = shift;
+    my @a;
+    while ($l =~ /"((?:[^"\\]|\\.)*)"/g) {
+        (my $v = $1) =~ s/\\(x[0-9a-fA-F]{2}|.)/
+            length $1 == 3 ? chr(hex substr($1, 1))
+            : { n => "\n", r => "\r", t => "\t", a => "\a",
+                b => "\b" }->{$1} \/\/ $1/ge;
+        push @a, $v;
+    }
+    return @a;
+}
+
 # Redis over TLS (t/027-redis-tls.t): NAME names its directory, PORT is its
 # tls-port (no plaintext port); %o: cert => a server certificate of t/pki.sh
 # ('redis' or 'redis-untrusted'), auth_clients => 'no' | 'yes'.  Stopped by
@@ -1094,7 +1117,7 @@ sub redis_tls_start {
     return if $cert eq 'redis-untrusted';
     my $r = redis_tls($name, 'FUNCTION', 'LOAD', function_text());
     die "cannot load the function library into the tls redis $name: $r\n"
-        unless $r =~ /^juki_[0-9a-f]{12}$/m;
+        unless function_loaded($r);
 }
 
 # redis-cli over TLS, with the gateway's client certificate
