@@ -294,7 +294,7 @@ my %rec = by_id();
 }
 
 my ($bad, $unconfirmed) = JukiTest::trail_problems(audit_records());
-is_deeply($bad, [], 'the whole trail verifies') or diag explain $bad;
+is_deeply($bad, [], 'the whole trail verifies') or diag(join("\n", @$bad));
 
 __DATA__
 

@@ -305,6 +305,52 @@ refused($ar, 'archiver', @$_) for (
 );
 is(trail(), $before, 'archiver: nothing else changed');
 
+# ---- what was acknowledged survives a restart: the effects of an FCALL
+# (propagated to the AOF as MULTI ... EXEC) and the archiver's MULTI are
+# replayed, though the EXEC of a replayed block is checked against the
+# default user in Redis 7.0 (redis/redis#14541): the default user keeps its
+# permissions and stays off
+{
+    JukiTest::redis2_stop();
+    system('rm', '-rf', JukiTest::redis2_dir());
+    JukiTest::redis2_start();
+    my $p2 = $ENV{TEST_NGINX_REDIS2_PORT};
+    my $g2 = JukiTest::Conn->new(user => 'juki-gw', port => $p2);
+    my $x = $g2->cmd('FCALL', $F, 1, $A, 'test-node', '', '',
+                     'R', 1, "Arestart1", 'op', 'p', '1000 5000 1000 5000', '',
+                     'R', 1, "Arestart2", 'op', 'p', '1000 5000 1000 5000', '');
+    ok(ref $x eq 'ARRAY', 'restart: an FCALL that writes a limit and a list')
+        or diag show($x);
+    $g2->close;
+    my $a2 = JukiTest::Conn->new(user => 'juki-admin', port => $p2);
+    $a2->cmd('RPUSH', $U, 'Wone');
+    $a2->close;
+    my $ar2 = JukiTest::Conn->new(user => 'juki-archiver', port => $p2);
+    $ar2->cmd('MULTI');
+    $ar2->cmd('LTRIM', $A, 1, -1);
+    $ar2->cmd('INCRBY', $T, 1);
+    $x = $ar2->cmd('EXEC');
+    ok(ref $x eq 'ARRAY', 'restart: the archiver\'s MULTI') or diag show($x);
+    $ar2->close;
+    JukiTest::redis2_stop();
+    JukiTest::redis2_start();
+    $a2 = JukiTest::Conn->new(user => 'juki-admin', port => $p2);
+    is_deeply($a2->cmd('LRANGE', $A, 0, -1), ["Arestart2\x01"],
+              'restart: the FCALL\'s records and the trim are replayed');
+    is($a2->cmd('GET', $T), 1, 'restart: and the trimmed counter');
+    is($a2->cmd('HEXISTS', "juki:{$AG}:rl", '_'), 1,
+       'restart: and the rate-limit state');
+    is_deeply($a2->cmd('LRANGE', $U, 0, -1), ['Wone'],
+              'restart: a plain RPUSH too');
+    $a2->close;
+    my $anon = JukiTest::Conn->new(port => $p2);
+    my $r2 = $anon->cmd('GET', $A);
+    ok(ref $r2 && $r2->msg =~ /^NOAUTH/,
+       'restart: and the default user still lets nobody in')
+        or diag show($r2);
+    JukiTest::redis2_stop();
+}
+
 # ---- the admin: the operators' and the harness's user
 is($admin->cmd('FUNCTION', 'LOAD', JukiTest::function_text())->msg,
    "ERR Library 'juki_" . JukiTest::function_id() . "' already exists",
