@@ -267,7 +267,7 @@ my %rec = by_id();
        'failed call: a later call (another agency) succeeds');
     like($later->{national}{body}, qr/"agency":"pension-service"/,
          'failed call: and is forwarded');
-    is($later->{municipality}{status}, 503,
+    is($later->{private}{status}, 503,
        'failed call: a later call to the broken list fails alone');
 }
 
@@ -338,24 +338,24 @@ Juki-Operator: op-after
 JukiTest::http_config()
 --- init
 JukiTest::redis_reset();
-# shibuya-city's audit list made a string by the admin: an FCALL appending
-# to it fails (WRONGTYPE)
-JukiTest::redis('DEL', 'juki:{shibuya-city}:audit');
-JukiTest::redis('SET', 'juki:{shibuya-city}:audit', 'not a list');
+# example-bank's audit list (none yet: no record is lost) made a string by
+# the admin: an FCALL appending to it fails (WRONGTYPE)
+die "example-bank has records already\n"
+    if JukiTest::redis('EXISTS', 'juki:{example-bank}:audit') =~ /1/;
+JukiTest::redis('SET', 'juki:{example-bank}:audit', 'not a list');
 main::batch('failed', [
-    map { ['municipality', '/v1/residents/', 'health.insurance', "op-m$_"] }
+    map { ['private', "/v1/verify?n=$_", 'identity.verification', "op-b$_"] }
     1 .. 3]);
 $main::R{failed_later}{national} =
     main::one('national', '/v1/residents/', 'pension.benefit', 'op-later');
-$main::R{failed_later}{municipality} =
-    main::one('municipality', '/v1/residents/', 'health.insurance',
-              'op-later');
-JukiTest::redis('DEL', 'juki:{shibuya-city}:audit');
+$main::R{failed_later}{private} =
+    main::one('private', '/v1/verify', 'identity.verification', 'op-later');
+JukiTest::redis('DEL', 'juki:{example-bank}:audit');
 --- request
-GET /v1/residents/
+GET /v1/verify
 --- more_headers
-X-Test-Cert: municipality
-Juki-Purpose: health.insurance
+X-Test-Cert: private
+Juki-Purpose: identity.verification
 Juki-Operator: op-after
 --- error_code: 200
 

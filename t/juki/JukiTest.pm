@@ -1017,14 +1017,17 @@ sub trail_problems {
             push @bad, "$where: does not decode: $r->{_error}";
             next;
         }
-        $where .= " $r->{writer}-$r->{seq}";
+        # named as in A2: list and id (a completion: the audit id it
+        # completes), then the element
+        $where = "$r->{_stream} $r->{id}";
+        my $el = "(element $r->{_id}, seq $r->{seq})";
         my $ok = $ph eq ''        ? check_record($r)
                : $ph eq 'done'    ? check_completion($r)
                : $ph eq 'summary' ? check_summary($r)
                : $ph eq 'control' ? check_control($r)
                : $ph eq 'writer'  ? check_writer($r) : 0;
-        push @bad, "$where: " . ($ph || 'audit') . ' mac' unless $ok;
-        push @bad, "$where: kid $r->{kid} is not the key's"
+        push @bad, "$where: " . ($ph || 'audit') . " mac $el" unless $ok;
+        push @bad, "$where: kid $r->{kid} is not the key's $el"
             unless ($r->{kid} // '') eq $kid;
         $audit{"$r->{_stream} $r->{id}"} = $r if $ph eq '';
     }
