@@ -66,19 +66,36 @@ s=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$P_CF/
 [[ $s == 403 ]] || { tail -5 "$B_DIR"/logs/*-error.log >&2; die "the flood's path answered $s, not 403"; }
 sleep 1.1   # the sanity refusal's second is over
 
-# counts, over the entries of juki:{_}:audit after a cursor: refusal records by decision,
+# counts, over the elements of juki:{_}:audit from an index: refusal records by decision,
 # summaries and their recorded / suppressed sums
 B_REFUSAL_LUA='
-local r = redis.call("XRANGE", KEYS[1], ARGV[1], "+")
+local function varint(e, i)
+  local v, m = 0, 1
+  while true do
+    local b = string.byte(e, i)
+    i = i + 1
+    v = v + (b % 128) * m
+    if b < 128 then return v, i end
+    m = m * 128
+  end
+end
+local r = redis.call("LRANGE", KEYS[1], tonumber(ARGV[1]), -1)
 local own, sums, rec, sup = 0, 0, 0, 0
 for _, e in ipairs(r) do
-  local f, h = e[2], {}
-  for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
-  if h.decision == "deny:unknown_agency" then own = own + 1
-  elseif h.phase == "summary" and h.cause == "unknown_agency" then
-    sums = sums + 1
-    rec = rec + tonumber(h.recorded)
-    sup = sup + tonumber(h.suppressed)
+  local t = string.byte(e, 1)
+  if t == 65 and string.byte(e, -1) == 17 then own = own + 1
+  elseif t == 83 then
+    local _, i = varint(e, 10)
+    i = i + 6
+    if string.byte(e, i) == 17 then
+      local x, y
+      _, i = varint(e, i + 1)
+      x, i = varint(e, i)
+      y, i = varint(e, i)
+      sums = sums + 1
+      rec = rec + x
+      sup = sup + y
+    end
   end
 end
 return {own, sums, rec, sup}'
@@ -105,9 +122,7 @@ wait "$fpid" || { cat "$B_DIR/flood.txt" >&2; die "flood wrk failed"; }
 sleep 2     # the last second's summary is written at the next full second
 be=$(($(b_lines "$B_DIR/logs/backend-b.log") - be0))
 read -r allow deny done_ <<<"$(b_audit_count "$cursor")"
-start=-
-[[ $last != 0-0 ]] && start="($last"
-mapfile -t rc < <(b_redis --raw EVAL "$B_REFUSAL_LUA" 1 "$nobody" "$start")
+mapfile -t rc < <(b_redis --raw EVAL "$B_REFUSAL_LUA" 1 "$nobody" "$last")
 own=${rc[0]:-0} sums=${rc[1]:-0} srec=${rc[2]:-0} ssup=${rc[3]:-0}
 
 v() { b_wrkval "$1" "$2"; }

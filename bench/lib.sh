@@ -4,7 +4,7 @@
 #   wrk ──http──▶ client NGINX ──mTLS, keep-alive──▶ gateway NGINX ──http, keep-alive──▶ backend NGINX
 #                 :CA (a) :CB (b)                    :GA (a) plain   :GB (b) juki on       :BA (a) :BB (b)
 #                                                                          │
-#                                                                          └─ EVALSHA ─▶ redis :R (AOF, appendfsync always)
+#                                                                          └─ FCALL ──▶ redis :R (AOF, appendfsync always)
 #
 # Each NGINX: its own prefix, master_process on, worker_processes 1.  (a) and (b) are two
 # servers of the same NGINX processes, so they are measured on exactly the same processes;
@@ -390,57 +390,51 @@ b_lines() { local n; n=$(wc -l <"$1" 2>/dev/null) || n=0; echo "${n:-0}"; }
 
 # --- audit records ----------------------------------------------------------------------------
 
-# Counts, in chunks (Redis is never blocked long), the entries of one stream after a cursor:
-# audit records by decision and completion records (which carry a decision too, C2);
-# summaries and control records are not counted.
+# Counts, in chunks (Redis is never blocked long), the elements of one audit list (A3,
+# docs/audit.md) from an index on: audit records by their decision byte (the last one:
+# 1 allow) and completion records; writer, summary and control records are not counted.
 B_COUNT_LUA='
-local r = redis.call("XRANGE", KEYS[1], ARGV[1], "+", "COUNT", tonumber(ARGV[2]))
+local from, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local r = redis.call("LRANGE", KEYS[1], from, from + n - 1)
 local allow, deny, done = 0, 0, 0
 for _, e in ipairs(r) do
-  local f = e[2]
-  local d, ph = nil, nil
-  for i = 1, #f, 2 do
-    if f[i] == "decision" then d = f[i + 1] elseif f[i] == "phase" then ph = f[i + 1] end
-  end
-  if ph == "done" then done = done + 1
-  elseif ph then
-  elseif d == "allow" then allow = allow + 1
-  elseif d then deny = deny + 1 end
+  local t = string.byte(e, 1)
+  if t == 65 then
+    if string.byte(e, -1) == 1 then allow = allow + 1 else deny = deny + 1 end
+  elseif t == 67 then done = done + 1 end
 end
-local last = ""
-if #r > 0 then last = r[#r][1] end
-return {allow, deny, done, #r, last}'
+return {allow, deny, done, #r}'
 
-b_streams() { b_redis --scan --pattern 'juki:*:audit' 2>/dev/null | sort -u; }
+b_streams() { b_redis --scan --type list --pattern 'juki:*:audit' 2>/dev/null | sort -u; }
 
-# b_stream_last KEY: the id of the last entry, or 0-0
+# b_stream_last KEY: the length of the list (the index the next record gets)
 b_stream_last() {
-    local id
-    id=$(b_redis --raw XREVRANGE "$1" + - COUNT 1 2>/dev/null | head -1)
-    [[ $id =~ ^[0-9]+-[0-9]+$ ]] && echo "$id" || echo 0-0
+    local n
+    n=$(b_redis --raw LLEN "$1" 2>/dev/null | tr -d '\r')
+    [[ $n =~ ^[0-9]+$ ]] && echo "$n" || echo 0
 }
 
-# b_audit_cursor: "KEY=LASTID ..." for every audit stream now
+# b_audit_cursor: "KEY=LENGTH ..." for every audit list now
 b_audit_cursor() {
     local k out=""
     for k in $(b_streams); do out+="$k=$(b_stream_last "$k") "; done
     echo "$out"
 }
 
-# b_audit_count [CURSOR]: "ALLOW DENY DONE" over entries after CURSOR (all when empty)
+# b_audit_count [CURSOR]: "ALLOW DENY DONE" over elements after CURSOR (all when empty)
 b_audit_count() {
-    local cursor=${1:-} k start a d c n last tot_a=0 tot_d=0 tot_c=0 i
+    local cursor=${1:-} k start a d c n tot_a=0 tot_d=0 tot_c=0 i
     local -a r
     for k in $(b_streams); do
-        start=-
-        for kv in $cursor; do [[ ${kv%%=*} == "$k" && ${kv#*=} != 0-0 ]] && start="(${kv#*=}"; done
+        start=0
+        for kv in $cursor; do [[ ${kv%%=*} == "$k" ]] && start=${kv#*=}; done
         for ((i = 0; i < 10000; i++)); do
             mapfile -t r < <(b_redis --raw EVAL "$B_COUNT_LUA" 1 "$k" "$start" 20000)
             ((${#r[@]} >= 4)) || break
-            a=${r[0]} d=${r[1]} c=${r[2]} n=${r[3]} last=${r[4]:-}
+            a=${r[0]} d=${r[1]} c=${r[2]} n=${r[3]}
             tot_a=$((tot_a + a)) tot_d=$((tot_d + d)) tot_c=$((tot_c + c))
             ((n == 20000)) || break
-            start="($last"
+            start=$((start + n))
         done
     done
     echo "$tot_a $tot_d $tot_c"

@@ -7,7 +7,7 @@
 #   2. the top self-time symbols of the gateway worker
 #   3. the top self-time symbols of redis-server ((b) only)
 #   4. the module's own functions (ngx_http_juki_*) and the libraries they call
-# plus Redis's INFO commandstats for the EVALSHA/XADD cost as Redis measures it.
+# plus Redis's INFO commandstats for the FCALL cost (and the commands it runs) as Redis measures it.
 #
 # Environment: PROFILE_SECONDS=8, PROFILE_VARIANTS="a b", PROFILE_TOP=25, and those of run.sh.
 set -euo pipefail
@@ -60,7 +60,7 @@ for v in ${PROFILE_VARIANTS:-a b}; do
         printf '```\n\n## redis-server (pid %s): top self symbols\n```\n' "$rp"
         report "$data" --pid "$rp" --percentage relative --sort dso,symbol
         printf '```\n\n## redis INFO commandstats / persistence\n```\n'
-        b_redis INFO commandstats | grep -E 'evalsha|xadd|cmdstat_set:' || true
+        b_redis INFO commandstats | grep -E 'fcall|rpush|hset|cmdstat_exists:' || true
         b_redis INFO persistence | grep -E 'aof_delayed_fsync|aof_last_write_status' || true
         printf '```\n'
     fi

@@ -4,15 +4,15 @@
  *
  * The resident code is read from standard input, never from the command
  * line (it would show in the process list), turned into its pseudonym
- * under every key given (docs/audit.md: lower-hex(HMAC-SHA256(k_sub,
- * code))), then wiped; it is never printed.  Operator ids are withheld.
+ * under every key given (the first 16 bytes of HMAC-SHA256(k_sub,
+ * code), docs/proposals/a3-records.md), then wiped; it is never printed.
+ * Operator ids are withheld.
  *
- * Each matching audit record is checked (jk_rec_check()) before it is
- * listed: one that fails is named on stderr, left out, and the exit
- * status is 1.  A decision Redis made is "confirmed" only by a valid
- * completion record of the same stream with the same decision; one that
- * disagrees is a failure, none at all leaves it listed as unconfirmed.
- * Memory grows with the number of matching records only.
+ * The records are those of jk_verify_run(): every list read whole and
+ * every record checked.  Any record that fails is named on stderr and
+ * left out (it might be one of the resident's), and the exit status is
+ * 1.  A decision Redis made is "confirmed" only by its C record (verify
+ * links it); without one it is listed as unconfirmed.
  */
 
 #include <stdlib.h>
@@ -49,9 +49,7 @@ typedef struct {
     jk_ht_t          awaiting;  /* audit id -> index + 1 in list */
     jk_ht_t          purposes;
     jk_problems_t    prob;
-    jk_checker_t     ck;
     jk_keyring_t     kr;
-    jk_rec_t         rec;
     char             pseudo[JK_MAX_KEYS][65];
     int              nk;
 } jk_disclose_t;
@@ -131,15 +129,14 @@ done:
 
 
 static int
-jk_access_add(jk_disclose_t *d, const jk_rec_t *r)
+jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
 {
-    size_t           len;
-    jk_access_t     *a, *p;
-    const jk_str_t  *ag, *pu, *de;
+    size_t         len, alen;
+    const char    *de;
+    jk_access_t   *a, *p;
 
-    ag = &r->val[JK_A_AGENCY];
-    pu = &r->val[JK_A_PURPOSE];
-    de = &r->val[JK_A_DECISION];
+    alen = (l->alen == 1 && l->agency[0] == '_') ? 0 : l->alen;
+    de = jk_a3_code_name(x->r.decision);
 
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 64;
@@ -153,26 +150,25 @@ jk_access_add(jk_disclose_t *d, const jk_rec_t *r)
 
     a = &d->list[d->n];
 
-    len = ag->len + pu->len + de->len + 3;
+    len = alen + x->r.purpose.len + strlen(de) + 3;
     a->agency = malloc(len);
     if (a->agency == NULL) {
         jk_err("out of memory");
         return -1;
     }
 
-    a->ts = r->ts;
-    a->ms = r->ms;
-    a->sq = r->sq;
-    a->confirmed = (r->dec == JK_DEC_GATEWAY);
+    a->ts = x->r.ts;
+    a->ms = x->list;
+    a->sq = x->pos;
+    a->confirmed = x->r.gdecision != 0 || (x->conf && !x->conf->bad);
     a->failed = 0;
-    memcpy(a->agency, ag->p, ag->len);
-    a->agency[ag->len] = '\0';
-    a->purpose = a->agency + ag->len + 1;
-    memcpy(a->purpose, pu->p, pu->len);
-    a->purpose[pu->len] = '\0';
-    a->decision = a->purpose + pu->len + 1;
-    memcpy(a->decision, de->p, de->len);
-    a->decision[de->len] = '\0';
+    memcpy(a->agency, l->agency, alen);
+    a->agency[alen] = '\0';
+    a->purpose = a->agency + alen + 1;
+    memcpy(a->purpose, x->r.purpose.p, x->r.purpose.len);
+    a->purpose[x->r.purpose.len] = '\0';
+    a->decision = a->purpose + x->r.purpose.len + 1;
+    memcpy(a->decision, de, strlen(de) + 1);
 
     d->n++;
 
@@ -180,159 +176,37 @@ jk_access_add(jk_disclose_t *d, const jk_rec_t *r)
 }
 
 
-/* an audit record: listed when it is about the resident and verifies */
+/* the verified A records of the window whose subject is the resident's */
 
 static int
-jk_disclose_audit(jk_disclose_t *d, const char *stream)
+jk_disclose_a3(jk_disclose_t *d, jk_verify_t *v, uint64_t from_ms,
+    uint64_t to_ms)
 {
-    int              k;
-    jk_rec_t        *r = &d->rec;
-    jk_hent_t       *e;
-    const char      *what;
-    const jk_str_t  *sub, *id;
+    int         k;
+    size_t      i;
+    jk_vrec_t  *x;
 
-    sub = &r->val[JK_A_SUBJECT];
-    if (sub->len != 64) {
-        return 0;
-    }
+    for (i = 0; i < v->nrec; i++) {
+        x = &v->recs[i];
 
-    for (k = 0; k < d->nk; k++) {
-        if (memcmp(sub->p, d->pseudo[k], 64) == 0) {
-            break;
+        if (x->bad || x->r.type != 'A' || x->r.subject.len != 16
+            || x->r.ts < from_ms || x->r.ts > to_ms)
+        {
+            continue;
         }
-    }
 
-    if (k == d->nk) {
-        return 0;
-    }
+        for (k = 0; k < d->nk; k++) {
+            if (CRYPTO_memcmp(x->r.subject.p, d->pseudo[k], 16) == 0) {
+                break;
+            }
+        }
 
-    what = jk_rec_check(&d->ck, r, stream);
-    if (what) {
-        jk_problem(&d->prob, stream, r, what);
-        return 0;
-    }
-
-    if (jk_access_add(d, r) != 0) {
-        return -1;
-    }
-
-    if (r->dec == JK_DEC_REDIS) {
-        id = &r->val[JK_F_ID];
-
-        e = jk_ht_get(&d->awaiting, id->p, id->len);
-        if (e == NULL) {
+        if (k < d->nk && jk_access_add(d, x, &v->set.list[x->list]) != 0) {
             return -1;
         }
-
-        e->n = d->n;
     }
 
     return 0;
-}
-
-
-/* a completion: confirms an access listed, or shows it was altered */
-
-static int
-jk_disclose_done(jk_disclose_t *d, const char *stream)
-{
-    char             what[200];
-    jk_rec_t        *r = &d->rec;
-    jk_hent_t       *e;
-    jk_access_t     *a;
-    const char      *bad;
-    const jk_str_t  *id;
-
-    id = jk_rec_get(r, "id");
-    if (id == NULL) {
-        return 0;
-    }
-
-    e = jk_ht_find(&d->awaiting, id->p, id->len);
-    if (e == NULL) {
-        return 0;
-    }
-
-    a = &d->list[e->n - 1];
-    jk_ht_del(&d->awaiting, e);
-
-    bad = jk_rec_check(&d->ck, r, stream);
-    if (bad) {
-        jk_problem(&d->prob, stream, r, bad);
-        return 0;       /* the access stays unconfirmed */
-    }
-
-    if (!jk_str_eq(&r->val[JK_D_DECISION], a->decision)) {
-        snprintf(what, sizeof(what), "completion says %s, its audit record"
-                 " %s says %s",
-                 jk_safe(r->val[JK_D_DECISION].p, r->val[JK_D_DECISION].len),
-                 jk_safe(id->p, id->len),
-                 jk_safe(a->decision, strlen(a->decision)));
-        jk_problem(&d->prob, stream, r, what);
-        a->failed = 1;
-        return 0;
-    }
-
-    a->confirmed = 1;
-
-    return 0;
-}
-
-
-static int
-jk_disclose_stream(jk_disclose_t *d, redisContext *c, const jk_stream_t *st,
-    uint64_t from_ms, uint64_t to_ms)
-{
-    int                r;
-    uint64_t           end;
-    jk_xiter_t         it;
-    const char        *what;
-    const redisReply  *entry;
-
-    what = jk_stream_check(&d->ck, st);
-    if (what) {
-        jk_problem_stream(&d->prob, st, what);
-    }
-
-    end = to_ms > UINT64_MAX - JK_CONFIRM_LOOKAHEAD
-          ? UINT64_MAX : to_ms + JK_CONFIRM_LOOKAHEAD;
-
-    jk_xiter_init(&it, c, st->name, from_ms, end, 1000);
-    jk_xiter_end(&it, st->last_ms, st->last_sq);
-
-    while ((r = jk_xiter_next(&it, &entry)) == 1) {
-        r = 0;
-
-        if (jk_rec_parse(entry, &d->rec) != 0) {
-            continue;       /* cannot be about anyone */
-        }
-
-        if (d->rec.ms > to_ms && d->awaiting.count == 0) {
-            break;
-        }
-
-        if (d->rec.type == JK_REC_AUDIT && d->rec.ms <= to_ms) {
-            r = jk_disclose_audit(d, st->name);
-
-        } else if (d->rec.type == JK_REC_DONE) {
-            r = jk_disclose_done(d, st->name);
-        }
-
-        if (r != 0) {
-            break;
-        }
-    }
-
-    jk_xiter_free(&it);
-
-    /* what is still awaited stays unconfirmed */
-    jk_ht_free(&d->awaiting, NULL);
-
-    if (r != 0) {
-        return -1;
-    }
-
-    return jk_ht_init(&d->awaiting, 64);
 }
 
 
@@ -500,9 +374,10 @@ jk_cmd_disclose(const jk_opts_t *o)
     uint64_t        from_ms, to_ms, skew;
     unsigned char   h[32];
     jk_disclose_t  *d;
-    jk_streams_t    streams = { NULL, 0, 0 };
     const char     *format;
-    redisContext   *c = NULL;
+    jk_verify_t     v;
+
+    memset(&v, 0, sizeof(v));
 
     format = o->format ? o->format : "md";
 
@@ -526,8 +401,6 @@ jk_cmd_disclose(const jk_opts_t *o)
     }
 
     d->prob.cmd = "disclose";
-    d->ck.kr = &d->kr;
-    d->ck.skew = skew;
 
     if (jk_read_code(o, code, sizeof(code)) != JK_OK) {
         goto done;
@@ -545,7 +418,7 @@ jk_cmd_disclose(const jk_opts_t *o)
             d->nk = -1;
             break;
         }
-        jk_hex(h, 32, d->pseudo[k]);
+        memcpy(d->pseudo[k], h, 16);
     }
 
     OPENSSL_cleanse(code, sizeof(code));
@@ -555,26 +428,20 @@ jk_cmd_disclose(const jk_opts_t *o)
         goto done;
     }
 
-    c = jk_redis_connect(o);
-    if (c == NULL) {
+    if (jk_verify_run(o, &v) != JK_OK) {
         goto done;
     }
 
     if (jk_ht_init(&d->purposes, 64) != 0
         || jk_ht_init(&d->awaiting, 64) != 0
-        || jk_purposes_load(c, &d->purposes) != 0
-        || jk_streams_snapshot(c, &streams) != 0)
+        || jk_purposes_load(v.c, &d->purposes) != 0
+        || jk_disclose_a3(d, &v, from_ms, to_ms) != 0)
     {
         goto done;
     }
 
-    d->ck.now_ms = streams.now_ms;
-
-    for (i = 0; i < streams.n; i++) {
-        if (jk_disclose_stream(d, c, &streams.s[i], from_ms, to_ms) != 0) {
-            goto done;
-        }
-    }
+    /* every failed record is left out: it might be one of the resident's */
+    d->prob.n = v.breaks;
 
     for (i = 0; i < d->n; i++) {
         if (!d->list[i].failed) {
@@ -607,13 +474,9 @@ done:
     OPENSSL_cleanse(d->pseudo, sizeof(d->pseudo));
     jk_ht_free(&d->purposes, free);
     jk_ht_free(&d->awaiting, NULL);
-    jk_buf_free(&d->ck.scratch);
     jk_keys_wipe(&d->kr);
-    jk_streams_free(&streams);
+    jk_verify_free(&v);
     free(d);
-    if (c) {
-        redisFree(c);
-    }
 
     return rc;
 }

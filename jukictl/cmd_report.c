@@ -1,26 +1,20 @@
 /*
  * jukictl report: the yearly publication of provisions.
  *
- * Counts the records whose stream entry time falls in the inclusive UTC
- * date range.  Every record of the range is checked on its own
- * (jk_rec_check(): mac, decision bound, place in time); one that fails
- * is named on stderr and left out, and the exit status is 1.  An audit
- * record counts:
+ * Counts the A3 records whose ts falls in the inclusive UTC date range,
+ * among those jk_verify_run() accepts (every list read whole, every
+ * record checked; one that fails is named on stderr and left out, and
+ * the exit status is 1).  An A record counts:
  *
- *   - decided by the gateway (its mac binds the decision): a denial per
+ *   - decided by the gateway (gdecision, bound by its mac): a denial per
  *     agency and reason;
- *   - decided by Redis (allow, stopped, rate_limited): only once a
- *     completion record of the same stream confirms the same decision:
- *     a provision per agency and purpose, or a denial.  A completion
- *     that disagrees is a failure; none at all leaves the request
- *     "unconfirmed", listed apart and counted neither way.
+ *   - decided by Redis (allow, stopped, rate_limited): only with its C
+ *     record, which verify links to it: a provision per agency and
+ *     purpose, or a denial.  Without one it is "unconfirmed", listed
+ *     apart and counted neither way.
  *
- * Summary records add the refusals they counted without recording them
- * (denials of the unidentified).  Completions may come after the end of
- * the range: the stream is read on for up to JK_CONFIRM_LOOKAHEAD while
- * some are awaited.  Memory grows with the distinct (agency, purpose)
- * and (agency, reason) pairs and with the decisions awaiting their
- * completion, not with the records.
+ * S records add the refusals they counted without recording them
+ * (denials of the unidentified).
  */
 
 #include <stdlib.h>
@@ -61,10 +55,8 @@ typedef struct {
     uint64_t         nunconf;
     uint64_t         nsummarised;
     jk_problems_t    prob;
-    jk_checker_t     ck;
     jk_keyring_t     kr;
     jk_buf_t         key;
-    jk_rec_t         rec;
 } jk_report_t;
 
 
@@ -169,219 +161,70 @@ jk_count_decision(jk_report_t *rp, const jk_str_t *agency,
 }
 
 
-static int
-jk_report_audit(jk_report_t *rp)
-{
-    jk_rec_t        *r = &rp->rec;
-    jk_hent_t       *e;
-    const jk_str_t  *id = &r->val[JK_F_ID];
-
-    if (r->dec == JK_DEC_GATEWAY) {
-        return jk_count_decision(rp, &r->val[JK_A_AGENCY],
-                                 &r->val[JK_A_PURPOSE],
-                                 &r->val[JK_A_DECISION]);
-    }
-
-    /* decided by Redis: counted once its completion confirms it */
-
-    if (jk_key3(rp, &r->val[JK_A_AGENCY], r->val[JK_A_PURPOSE].p,
-                r->val[JK_A_PURPOSE].len, &r->val[JK_A_DECISION]) != 0)
-    {
-        return -1;
-    }
-
-    e = jk_ht_get(&rp->awaiting, id->p, id->len);
-    if (e == NULL) {
-        return -1;
-    }
-
-    free(e->ptr);
-    e->ptr = malloc(rp->key.len);
-    if (e->ptr == NULL) {
-        jk_err("out of memory");
-        return -1;
-    }
-
-    memcpy(e->ptr, rp->key.data, rp->key.len);
-    e->n = rp->key.len;
-
-    return 0;
-}
-
+/*
+ * The A3 records of the window (by ts) that verified: a gateway-decided
+ * A counts as its decision; a Redis-decided one only with its C record
+ * (verify links it), else it is unconfirmed; S adds what it suppressed.
+ */
 
 static int
-jk_report_done(jk_report_t *rp, const char *stream)
+jk_report_a3(jk_report_t *rp, jk_verify_t *v, uint64_t from_ms,
+    uint64_t to_ms)
 {
-    int              rc;
-    char             what[200];
-    jk_rec_t        *r = &rp->rec;
-    jk_hent_t       *e;
-    jk_str_t         agency, purpose, d;
-    const jk_str_t  *id = &r->val[JK_F_ID];
+    size_t               i;
+    jk_str_t             agency, d, none = { "", 0 };
+    jk_vrec_t           *x;
+    const char          *name;
+    const jk_a3_list_t  *l;
 
-    e = jk_ht_find(&rp->awaiting, id->p, id->len);
-    if (e == NULL) {
-        return 0;       /* of a record outside the range, or of none */
-    }
+    for (i = 0; i < v->nrec; i++) {
+        x = &v->recs[i];
 
-    /* the saved key: AGENCY\0PURPOSE\0DECISION, NUL-free parts */
-    jk_split_key(e->ptr, e->n, &agency, &purpose, &d);
+        if (x->bad || x->r.ts < from_ms || x->r.ts > to_ms) {
+            continue;
+        }
 
-    if (d.len == r->val[JK_D_DECISION].len
-        && memcmp(d.p, r->val[JK_D_DECISION].p, d.len) == 0)
-    {
-        rc = jk_count_decision(rp, &agency, &purpose, &d);
+        l = &v->set.list[x->list];
+        agency.p = l->agency;
+        agency.len = (l->alen == 1 && l->agency[0] == '_') ? 0 : l->alen;
 
-    } else {
-        snprintf(what, sizeof(what), "completion says %s, its audit record"
-                 " %s says %s",
-                 jk_safe(r->val[JK_D_DECISION].p, r->val[JK_D_DECISION].len),
-                 jk_safe(id->p, id->len), jk_safe(d.p, d.len));
-        jk_problem(&rp->prob, stream, r, what);
-        rc = 0;
-    }
+        if (x->r.type == 'S') {
+            name = jk_a3_code_name(x->r.cause) + 5;
+            rp->ndeny += x->r.suppressed;
+            rp->nsummarised += x->r.suppressed;
 
-    free(e->ptr);
-    jk_ht_del(&rp->awaiting, e);
+            if (jk_key3(rp, &none, name, strlen(name), NULL) != 0
+                || jk_count(&rp->deny, &rp->key, x->r.suppressed) != 0)
+            {
+                return -1;
+            }
+            continue;
+        }
 
-    return rc;
-}
+        if (x->r.type != 'A') {
+            continue;
+        }
 
+        d.p = jk_a3_code_name(x->r.decision);
+        d.len = strlen(d.p);
 
-static int
-jk_report_summary(jk_report_t *rp)
-{
-    uint64_t  n;
-    jk_str_t  none = { "", 0 };
-    jk_rec_t *r = &rp->rec;
+        if (x->r.gdecision != 0 || (x->conf && !x->conf->bad)) {
+            if (jk_count_decision(rp, &agency, &x->r.purpose, &d) != 0) {
+                return -1;
+            }
+            continue;
+        }
 
-    if (jk_parse_u64(r->val[JK_S_SUPPRESSED].p, r->val[JK_S_SUPPRESSED].len,
-                     &n) != 0)
-    {
-        return 0;
-    }
-
-    rp->ndeny += n;
-    rp->nsummarised += n;
-
-    return jk_key3(rp, &none, r->val[JK_S_CAUSE].p, r->val[JK_S_CAUSE].len,
-                   NULL) != 0
-           || jk_count(&rp->deny, &rp->key, n) != 0 ? -1 : 0;
-}
-
-
-/* what is left awaiting at the end of a stream is unconfirmed */
-
-static int
-jk_report_unconfirmed(jk_report_t *rp)
-{
-    size_t      i;
-    jk_hent_t   **all, *e;
-
-    all = jk_ht_sorted(&rp->awaiting);
-    if (all == NULL) {
-        return -1;
-    }
-
-    for (i = 0; all[i]; i++) {
-        e = jk_ht_get(&rp->unconf, all[i]->ptr, all[i]->n);
-        if (e == NULL) {
-            free(all);
+        if (jk_key3(rp, &agency, x->r.purpose.p, x->r.purpose.len, &d) != 0
+            || jk_count(&rp->unconf, &rp->key, 1) != 0)
+        {
             return -1;
         }
 
-        e->n++;
         rp->nunconf++;
     }
 
-    free(all);
-    jk_ht_free(&rp->awaiting, free);
-
-    return jk_ht_init(&rp->awaiting, 64);
-}
-
-
-static int
-jk_report_stream(jk_report_t *rp, redisContext *c, const jk_stream_t *st,
-    uint64_t from_ms, uint64_t to_ms)
-{
-    int                r;
-    uint64_t           end;
-    jk_xiter_t         it;
-    const char        *what;
-    const redisReply  *entry;
-
-    what = jk_stream_check(&rp->ck, st);
-    if (what) {
-        jk_problem_stream(&rp->prob, st, what);
-    }
-
-    end = to_ms > UINT64_MAX - JK_CONFIRM_LOOKAHEAD
-          ? UINT64_MAX : to_ms + JK_CONFIRM_LOOKAHEAD;
-
-    jk_xiter_init(&it, c, st->name, from_ms, end, 1000);
-    jk_xiter_end(&it, st->last_ms, st->last_sq);
-
-    while ((r = jk_xiter_next(&it, &entry)) == 1) {
-        r = 0;
-
-        if (jk_rec_parse(entry, &rp->rec) != 0) {
-            if (rp->rec.ms <= to_ms) {
-                jk_problem(&rp->prob, st->name, &rp->rec,
-                           "malformed record");
-            }
-            continue;
-        }
-
-        /* past the range: only the completions still awaited */
-        if (rp->rec.ms > to_ms) {
-            const jk_str_t  *id;
-
-            if (rp->awaiting.count == 0) {
-                break;
-            }
-
-            id = jk_rec_get(&rp->rec, "id");
-
-            if (rp->rec.type != JK_REC_DONE || id == NULL
-                || jk_ht_find(&rp->awaiting, id->p, id->len) == NULL)
-            {
-                continue;
-            }
-        }
-
-        what = jk_rec_check(&rp->ck, &rp->rec, st->name);
-        if (what) {
-            jk_problem(&rp->prob, st->name, &rp->rec, what);
-            continue;
-        }
-
-        switch (rp->rec.type) {
-        case JK_REC_AUDIT:
-            r = jk_report_audit(rp);
-            break;
-        case JK_REC_DONE:
-            r = jk_report_done(rp, st->name);
-            break;
-        case JK_REC_SUMMARY:
-            r = jk_report_summary(rp);
-            break;
-        default:
-            break;
-        }
-
-        if (r != 0) {
-            break;
-        }
-    }
-
-    jk_xiter_free(&it);
-
-    if (r != 0) {
-        return -1;
-    }
-
-    return jk_report_unconfirmed(rp);
+    return 0;
 }
 
 
@@ -684,14 +527,13 @@ int
 jk_cmd_report(const jk_opts_t *o)
 {
     int            rc = JK_ERR, nk;
-    size_t         i;
     uint64_t       from_ms, to_ms, skew;
     jk_hent_t    **sp = NULL, **sd = NULL, **su = NULL;
     jk_report_t   *rp;
-    jk_streams_t   streams = { NULL, 0, 0 };
     const char    *format;
-    redisContext  *c = NULL;
+    jk_verify_t    v;
 
+    memset(&v, 0, sizeof(v));
     format = o->format ? o->format : "md";
 
     if (strcmp(format, "md") && strcmp(format, "csv")
@@ -714,20 +556,11 @@ jk_cmd_report(const jk_opts_t *o)
     }
 
     rp->prob.cmd = "report";
-    rp->ck.kr = &rp->kr;
-    rp->ck.skew = skew;
 
-    nk = jk_keys_load(o, &rp->kr);
-    if (nk <= 0) {
-        if (nk == 0) {
-            jk_err("report needs the audit key to check the records"
-                   " (--key PATH or JUKI_AUDIT_KEY)");
-        }
-        goto done;
-    }
+    (void) nk;
 
-    c = jk_redis_connect(o);
-    if (c == NULL) {
+
+    if (jk_verify_run(o, &v) != JK_OK) {
         goto done;
     }
 
@@ -735,19 +568,13 @@ jk_cmd_report(const jk_opts_t *o)
         || jk_ht_init(&rp->unconf, 64) != 0
         || jk_ht_init(&rp->awaiting, 64) != 0
         || jk_ht_init(&rp->purposes, 64) != 0
-        || jk_purposes_load(c, &rp->purposes) != 0
-        || jk_streams_snapshot(c, &streams) != 0)
+        || jk_purposes_load(v.c, &rp->purposes) != 0
+        || jk_report_a3(rp, &v, from_ms, to_ms) != 0)
     {
         goto done;
     }
 
-    rp->ck.now_ms = streams.now_ms;
-
-    for (i = 0; i < streams.n; i++) {
-        if (jk_report_stream(rp, c, &streams.s[i], from_ms, to_ms) != 0) {
-            goto done;
-        }
-    }
+    rp->prob.n = v.breaks;
 
     sp = jk_ht_sorted(&rp->prov);
     sd = jk_ht_sorted(&rp->deny);
@@ -778,18 +605,14 @@ done:
     free(sd);
     free(su);
     jk_buf_free(&rp->key);
-    jk_buf_free(&rp->ck.scratch);
     jk_ht_free(&rp->prov, NULL);
     jk_ht_free(&rp->deny, NULL);
     jk_ht_free(&rp->unconf, NULL);
     jk_ht_free(&rp->awaiting, free);
     jk_ht_free(&rp->purposes, free);
     jk_keys_wipe(&rp->kr);
-    jk_streams_free(&streams);
+    jk_verify_free(&v);
     free(rp);
-    if (c) {
-        redisFree(c);
-    }
 
     return rc;
 }

@@ -117,43 +117,33 @@ jk_status_switches(redisContext *c)
 static int
 jk_status_today(redisContext *c)
 {
-    int              rc;
-    size_t           i, k;
+    size_t           i, j, k;
     char             day[16];
-    uint64_t         now, midnight, allow, deny;
+    uint64_t         now, midnight, allow, deny, add;
     jk_ht_t          reasons;
-    jk_str_t         agency;
-    jk_rec_t        *rec;
+    jk_a3_t          r;
     jk_hent_t      **sorted, *e;
-    jk_xiter_t       it;
-    jk_streams_t     streams;
-    const jk_str_t  *d, *cause;
-    uint64_t         sup;
-    const redisReply  *entry;
+    jk_a3_set_t      set;
+    const char      *name;
+    jk_a3_list_t    *l;
 
-    if (jk_redis_time_ms(c, &now) != 0) {
+    /* the read cut of all lists (A3); its TIME is "now" */
+    if (jk_a3_read(c, &set) != 0) {
+        jk_a3_set_free(&set);
         return -1;
     }
 
+    now = set.now_ms;
     midnight = now - now % 86400000;
     jk_fmt_day((int64_t) (now / 86400000), day, sizeof(day));
-
-    if (jk_streams_list(c, &streams) != 0) {
-        return -1;
-    }
-
-    rec = malloc(sizeof(jk_rec_t));
-    if (rec == NULL) {
-        jk_err("out of memory");
-        jk_streams_free(&streams);
-        return -1;
-    }
 
     printf("\ntoday (%s UTC), audit records per agency:\n", day);
     printf("  %-24s %10s %10s  %s\n", "agency", "allow", "deny",
            "denials by reason");
 
-    for (i = 0; i < streams.n; i++) {
+    for (i = 0; i < set.n; i++) {
+        l = &set.list[i];
+
         if (jk_ht_init(&reasons, 16) != 0) {
             goto failed;
         }
@@ -161,78 +151,46 @@ jk_status_today(redisContext *c)
         allow = 0;
         deny = 0;
 
-        jk_xiter_init(&it, c, streams.s[i].name, midnight, UINT64_MAX,
-                      1000);
-
-        while ((rc = jk_xiter_next(&it, &entry)) == 1) {
-            if (jk_rec_parse(entry, rec) != 0) {
-                continue;
+        for (j = 0; j < l->llen; j++) {
+            if (jk_a3_decode((const unsigned char *) l->el[j]->str,
+                             l->el[j]->len, &r) != NULL
+                || r.ts < midnight)
+            {
+                continue;       /* verify names what does not decode */
             }
 
-            /* refusals a summary record counts but did not record */
-            if (rec->type == JK_REC_SUMMARY) {
-                cause = jk_rec_get(rec, "cause");
-                d = jk_rec_get(rec, "suppressed");
-
-                if (cause == NULL || d == NULL
-                    || jk_parse_u64(d->p, d->len, &sup) != 0)
-                {
-                    continue;
-                }
-
-                e = jk_ht_get(&reasons, cause->p, cause->len);
-                if (e == NULL) {
-                    jk_xiter_free(&it);
-                    jk_ht_free(&reasons, NULL);
-                    goto failed;
-                }
-
-                e->n += sup;
-                deny += sup;
-                continue;
-            }
-
-            if (rec->type != JK_REC_AUDIT) {
-                continue;
-            }
-
-            d = jk_rec_get(rec, "decision");
-            if (d == NULL) {
-                continue;
-            }
-
-            if (jk_str_eq(d, "allow")) {
+            if (r.type == 'A' && r.decision == 1) {
                 allow++;
-
-            } else if (d->len > 5 && memcmp(d->p, "deny:", 5) == 0) {
-                e = jk_ht_get(&reasons, d->p + 5, d->len - 5);
-
-                if (e == NULL) {
-                    jk_xiter_free(&it);
-                    jk_ht_free(&reasons, NULL);
-                    goto failed;
-                }
-
-                e->n++;
-                deny++;
+                continue;
             }
+
+            if (r.type == 'A') {
+                name = jk_a3_code_name(r.decision);
+                add = 1;
+
+            } else if (r.type == 'S') {
+                /* refusals a summary record counts but did not record */
+                name = jk_a3_code_name(r.cause);
+                add = r.suppressed;
+
+            } else {
+                continue;
+            }
+
+            e = jk_ht_get(&reasons, name + 5, strlen(name + 5));
+            if (e == NULL) {
+                jk_ht_free(&reasons, NULL);
+                goto failed;
+            }
+
+            e->n += add;
+            deny += add;
         }
 
-        jk_xiter_free(&it);
-
-        if (rc < 0) {
-            jk_ht_free(&reasons, NULL);
-            goto failed;
-        }
-
-        jk_stream_agency(streams.s[i].name, &agency);
-
-        if (agency.len == 1 && agency.p[0] == '_') {
+        if (l->alen == 1 && l->agency[0] == '_') {
             printf("  %-24s", "(no agency)");
         } else {
-            const char  *a = jk_safe(agency.p, agency.len);
-
-            printf("  %-24s", a);
+            printf("  %-24s", jk_safe(l->agency, l->alen));
         }
 
         printf(" %10llu %10llu", (unsigned long long) allow,
@@ -255,19 +213,17 @@ jk_status_today(redisContext *c)
         jk_ht_free(&reasons, NULL);
     }
 
-    if (streams.n == 0) {
-        printf("  no audit streams\n");
+    if (set.n == 0) {
+        printf("  no audit lists\n");
     }
 
-    free(rec);
-    jk_streams_free(&streams);
+    jk_a3_set_free(&set);
 
     return 0;
 
 failed:
 
-    free(rec);
-    jk_streams_free(&streams);
+    jk_a3_set_free(&set);
 
     return -1;
 }

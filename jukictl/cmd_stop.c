@@ -1,16 +1,20 @@
 /*
  * jukictl stop / resume: the emergency stop switches.
  *
- * The switch and its control record (docs/audit.md, "Control record")
- * are written in one MULTI/EXEC transaction, so a switch never changes
+ * The switch and its A3 records (docs/proposals/a3-records.md) are
+ * written in one MULTI/EXEC transaction, so a switch never changes
  * without its record, and a record never claims a change that did not
- * happen.  Each invocation is a writer of its own: seq 1, prev "".
+ * happen.  Each invocation is a writer of its own: its W record (role 2)
+ * in juki:{_}:audit, then its K record, seq 1, in the agency's list (or
+ * juki:{_}:audit for the global switch).
  */
 
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include "jk.h"
 
@@ -47,14 +51,13 @@ jk_switch(const jk_opts_t *o, int stop)
     char             agency[JK_AGENCY_MAX + 1], stream[JK_AGENCY_MAX + 16];
     char             op[JK_OPERATOR_MAX + 1];
     char             key[JK_AGENCY_MAX + JK_OPERATOR_MAX + 32];
-    char             writer[17], id[24], ts[24], node[256], actor[256];
-    char             mac_hex[65];
-    const char      *scope, *reason, *argv[3 + 2 * 15], *hdr;
-    size_t           lens[3 + 2 * 15];
-    unsigned char    mac[32];
-    jk_buf_t         msg = { NULL, 0, 0 };
+    char             whex[17], node[256], actor[256];
+    const char      *scope, *reason, *hdr;
+    uint64_t         ts;
+    unsigned char    writer[8], kid[8], prev[16], mac[16];
+    jk_buf_t         msg = { NULL, 0, 0 }, w = { NULL, 0, 0 },
+                     k = { NULL, 0, 0 };
     jk_keyring_t     kr;
-    const char      *val[15];
     redisReply      *r = NULL, *x;
     redisContext    *c = NULL;
 
@@ -128,10 +131,16 @@ jk_switch(const jk_opts_t *o, int stop)
         goto done;
     }
 
-    /* the control record */
+    /* the writer's W record, then its K record (seq 1) */
 
-    if (jk_random_hex(writer, 8) != 0 || jk_actor(actor, sizeof(actor)) != 0)
-    {
+    if (RAND_bytes(writer, 8) != 1) {
+        jk_err("OpenSSL: no random bytes");
+        goto done;
+    }
+
+    jk_hex(writer, 8, whex);
+
+    if (jk_actor(actor, sizeof(actor)) != 0) {
         goto done;
     }
 
@@ -140,42 +149,53 @@ jk_switch(const jk_opts_t *o, int stop)
     }
     node[sizeof(node) - 1] = '\0';
 
-    snprintf(id, sizeof(id), "%s-1", writer);
-    snprintf(ts, sizeof(ts), "%llu", (unsigned long long) jk_now_ms());
+    for (n = 0; n < 8; n++) {
+        unsigned  v;
 
-    val[0] = id;
-    val[1] = "control";
-    val[2] = ts;
-    val[3] = node;
-    val[4] = writer;
-    val[5] = "1";
-    val[6] = kr.key[0].kid;
-    val[7] = stop ? "stop" : "resume";
-    val[8] = scope;
-    val[9] = agency;
-    val[10] = o->op ? op : "";
-    val[11] = reason;
-    val[12] = actor;
-    val[13] = "";
-
-    if (jk_buf_append(&msg, "K1", 2) != 0) {
-        goto done;
-    }
-
-    for (n = 0; n < 14; n++) {
-        if (jk_buf_ns(&msg, val[n], strlen(val[n])) != 0) {
+        if (sscanf(kr.key[0].kid + 2 * n, "%2x", &v) != 1) {
+            jk_err("bad kid");
             goto done;
         }
+        kid[n] = (unsigned char) v;
     }
 
-    if (jk_hmac(kr.key[0].k_mac, 32, msg.data, msg.len, mac) != 0) {
+    ts = jk_now_ms();
+    memset(prev, 0, 16);
+
+    if (jk_buf_append(&w, "W", 1) != 0
+        || jk_buf_append(&w, writer, 8) != 0
+        || jk_a3_put_u48(&w, ts) != 0
+        || jk_buf_append(&w, kid, 8) != 0
+        || jk_a3_put_str(&w, node, strlen(node)) != 0
+        || jk_buf_append(&w, "\x02", 1) != 0
+        || jk_a3_mac(&kr.key[0], "_", 1, prev, (unsigned char *) w.data,
+                     w.len, &msg, mac) != 0
+        || jk_buf_append(&w, mac, 16) != 0)
+    {
         goto done;
     }
 
-    jk_hex(mac, 32, mac_hex);
-    val[14] = mac_hex;
+    memcpy(prev, mac, 16);
 
-    /* MULTI; SET or DEL; XADD; EXEC */
+    if (jk_buf_append(&k, "K", 1) != 0
+        || jk_buf_append(&k, writer, 8) != 0
+        || jk_a3_put_varint(&k, 1) != 0
+        || jk_a3_put_u48(&k, ts) != 0
+        || jk_buf_append(&k, stop ? "\x01" : "\x02", 1) != 0
+        || jk_buf_append(&k, o->agency == NULL ? "\x01"
+                             : o->op ? "\x03" : "\x02", 1) != 0
+        || jk_a3_put_str(&k, o->op ? op : "", o->op ? strlen(op) : 0) != 0
+        || jk_a3_put_str(&k, reason, strlen(reason)) != 0
+        || jk_a3_put_str(&k, actor, strlen(actor)) != 0
+        || jk_a3_mac(&kr.key[0], o->agency ? agency : "_",
+                     o->agency ? strlen(agency) : 1, prev,
+                     (unsigned char *) k.data, k.len, &msg, mac) != 0
+        || jk_buf_append(&k, mac, 16) != 0)
+    {
+        goto done;
+    }
+
+    /* MULTI; SET or DEL; RPUSH W; RPUSH K; EXEC */
 
     c = jk_redis_connect(o);
     if (c == NULL) {
@@ -199,21 +219,13 @@ jk_switch(const jk_opts_t *o, int stop)
     }
     freeReplyObject(r);
 
-    argv[0] = "XADD";
-    lens[0] = 4;
-    argv[1] = stream;
-    lens[1] = strlen(stream);
-    argv[2] = "*";
-    lens[2] = 1;
-
-    for (n = 0; n < jk_ncontrol_fields; n++) {
-        argv[3 + 2 * n] = jk_control_fields[n];
-        lens[3 + 2 * n] = strlen(jk_control_fields[n]);
-        argv[4 + 2 * n] = val[n];
-        lens[4 + 2 * n] = strlen(val[n]);
+    r = jk_cmdf(c, "RPUSH juki:{_}:audit %b", w.data, w.len);
+    if (r == NULL) {
+        goto done;
     }
+    freeReplyObject(r);
 
-    r = jk_cmd(c, 3 + 2 * jk_ncontrol_fields, argv, lens);
+    r = jk_cmdf(c, "RPUSH %s %b", stream, k.data, k.len);
     if (r == NULL) {
         goto done;
     }
@@ -224,12 +236,12 @@ jk_switch(const jk_opts_t *o, int stop)
         goto done;
     }
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
         jk_err("Redis: the transaction was not executed");
         goto done;
     }
 
-    for (n = 0; n < 2; n++) {
+    for (n = 0; n < 3; n++) {
         x = r->element[n];
         if (x->type == REDIS_REPLY_ERROR) {
             jk_err("Redis: %s", jk_safe(x->str, x->len > 200 ? 200 : x->len));
@@ -248,10 +260,9 @@ jk_switch(const jk_opts_t *o, int stop)
         printf("%s: %s\n", hdr, key);
     }
 
-    printf("control record %s in %s, entry %s\n", id, stream,
-           r->element[1]->type == REDIS_REPLY_STRING
-           ? jk_safe(r->element[1]->str, r->element[1]->len) : "?");
+    printf("control record %s-1 in %s\n", whex, stream);
 
+    (void) scope;
     rc = JK_OK;
 
 done:
@@ -261,6 +272,8 @@ done:
         redisFree(c);
     }
     jk_buf_free(&msg);
+    jk_buf_free(&w);
+    jk_buf_free(&k);
     jk_keys_wipe(&kr);
 
     return rc;

@@ -2,7 +2,8 @@
  * jukictl: command-line tool for juki-gateway.
  *
  * Shared declarations.  The byte-exact data contract this tool reads
- * and writes is docs/audit.md.
+ * and writes is docs/proposals/a3-records.md (A3 records) and
+ * docs/audit.md (keys).
  */
 
 #ifndef JK_H_INCLUDED
@@ -182,36 +183,6 @@ int jk_random_hex(char *out, size_t nbytes);
 
 /* redis.c */
 
-typedef struct {
-    char            *name;
-    uint64_t         last_ms;    /* XINFO STREAM last-generated-id */
-    uint64_t         last_sq;
-    uint64_t         del_ms;     /* max-deleted-entry-id (Redis 7) */
-    uint64_t         del_sq;
-} jk_stream_t;
-
-typedef struct {
-    jk_stream_t     *s;
-    size_t           n;
-    uint64_t         now_ms;     /* Redis TIME, with the last ids */
-} jk_streams_t;
-
-typedef struct {
-    redisContext    *c;
-    const char      *key;
-    uint64_t         next_ms;    /* start of the next range, inclusive */
-    uint64_t         next_sq;
-    uint64_t         end_ms;     /* inclusive */
-    uint64_t         end_sq;
-    uint64_t         last_ms;    /* the last entry returned */
-    uint64_t         last_sq;
-    unsigned         count;
-    unsigned         started:1;
-    unsigned         done:1;
-    redisReply      *batch;
-    size_t           pos;
-} jk_xiter_t;
-
 typedef int (*jk_scan_pt)(void *arg, const char *key, size_t len);
 
 redisContext *jk_redis_connect(const jk_opts_t *o);
@@ -221,109 +192,12 @@ redisReply *jk_cmdf(redisContext *c, const char *fmt, ...);
 int jk_redis_time_ms(redisContext *c, uint64_t *ms);
 int jk_scan(redisContext *c, const char *match, const char *type,
     jk_scan_pt handler, void *arg);
-int jk_streams_list(redisContext *c, jk_streams_t *s);
-int jk_streams_snapshot(redisContext *c, jk_streams_t *s);
-void jk_streams_free(jk_streams_t *s);
-int jk_stream_agency(const char *name, jk_str_t *agency);
-void jk_xiter_init(jk_xiter_t *it, redisContext *c, const char *key,
-    uint64_t from_ms, uint64_t to_ms, unsigned count);
-void jk_xiter_end(jk_xiter_t *it, uint64_t ms, uint64_t sq);
-int jk_xiter_next(jk_xiter_t *it, const redisReply **entry);
-void jk_xiter_free(jk_xiter_t *it);
 int jk_purposes_load(redisContext *c, jk_ht_t *ht);
 
 
 /* record.c */
 
-#define JK_REC_AUDIT        0           /* A2 */
-#define JK_REC_DONE         1           /* C2 */
-#define JK_REC_SUMMARY      2           /* S1 */
-#define JK_REC_CONTROL      3           /* K1 */
-#define JK_REC_UNKNOWN      4
-#define JK_REC_TYPES        4
-
-#define JK_REC_FIELDS_MAX   32
-
-/* who made a decision */
-#define JK_DEC_UNKNOWN      0
-#define JK_DEC_GATEWAY      1           /* bound by the audit record's mac */
-#define JK_DEC_REDIS        2           /* confirmed by a completion only */
-
-typedef struct {
-    jk_str_t         eid;
-    uint64_t         ms;
-    uint64_t         sq;
-    int              type;
-    int              nf;
-    jk_str_t         name[JK_REC_FIELDS_MAX];
-    jk_str_t         val[JK_REC_FIELDS_MAX];
-
-    /* set by jk_rec_check() */
-    const jk_str_t  *writer;            /* NULL until known */
-    const jk_str_t  *seqs;
-    uint64_t         seq;
-    uint64_t         ts;
-    int              f_prev;
-    int              f_mac;
-    int              dec;               /* JK_DEC_*, audit and completion */
-    const jk_key_t  *key;
-} jk_rec_t;
-
-/* field positions once the field list has been accepted */
-#define JK_F_ID             0
-#define JK_A_TS             1
-#define JK_A_WRITER         3
-#define JK_A_SEQ            4
-#define JK_A_KID            5
-#define JK_A_AGENCY         6
-#define JK_A_PURPOSE        10
-#define JK_A_SUBJECT        11
-#define JK_A_DECISION       14
-#define JK_A_PREV           15
-#define JK_A_MAC            16
-#define JK_P_TS             2           /* the records with a phase */
-#define JK_P_WRITER         4
-#define JK_P_SEQ            5
-#define JK_P_KID            6
-#define JK_D_DECISION       7           /* completion */
-#define JK_D_PREV           11
-#define JK_D_MAC            12
-#define JK_S_CAUSE          7           /* summary */
-#define JK_S_SECOND         8
-#define JK_S_RECORDED       9
-#define JK_S_SUPPRESSED     10
-#define JK_S_PREV           11
-#define JK_S_MAC            12
-#define JK_K_AGENCY         9           /* control */
-#define JK_K_PREV           13
-#define JK_K_MAC            14
-
-typedef struct {
-    const jk_keyring_t  *kr;
-    jk_buf_t             scratch;
-    uint64_t             now_ms;        /* Redis TIME */
-    uint64_t             skew;
-    char                 detail[192];
-} jk_checker_t;
-
-int jk_rec_parse(const redisReply *entry, jk_rec_t *r);
-const jk_str_t *jk_rec_get(const jk_rec_t *r, const char *name);
-const char *jk_rec_check(jk_checker_t *ck, jk_rec_t *r,
-    const char *stream);
-const char *jk_stream_check(jk_checker_t *ck, const jk_stream_t *st);
-void jk_rec_say(const char *cmd, const char *stream, uint64_t ms,
-    uint64_t sq, const jk_str_t *writer, const jk_str_t *seq,
-    const char *what);
-int jk_rec_mac(const jk_rec_t *r, const jk_key_t *k, jk_buf_t *scratch,
-    unsigned char out[32]);
-int jk_reason_known(const char *p, size_t n);
-int jk_decision_kind(const jk_str_t *d);
-int jk_audit_id(const jk_str_t *id, uint64_t *seq);
 int jk_skew_opt(const jk_opts_t *o, uint64_t *skew);
-
-extern const char *jk_reasons[];
-extern const char *jk_control_fields[];
-extern const int jk_ncontrol_fields;
 
 
 /* problems met by report and disclose: counted, the first few named */
@@ -333,11 +207,112 @@ typedef struct {
     uint64_t         n;
 } jk_problems_t;
 
-void jk_problem(jk_problems_t *p, const char *stream, const jk_rec_t *r,
-    const char *what);
-void jk_problem_stream(jk_problems_t *p, const jk_stream_t *st,
-    const char *what);
 int jk_problems_end(jk_problems_t *p);
+
+
+/* a3.c: A3 records (docs/proposals/a3-records.md) */
+
+typedef struct {
+    const unsigned char *p;             /* the element */
+    size_t               len;
+    int                  type;          /* 'W' 'A' 'C' 'S' 'K' */
+    unsigned char        writer[8];
+    uint64_t             seq;
+    uint64_t             ts;
+    unsigned char        kid[8];        /* W */
+    jk_str_t             node;
+    int                  role;
+    int                  kind;          /* A */
+    jk_str_t             cert;
+    jk_str_t             subject;
+    jk_str_t             op;            /* A, K */
+    jk_str_t             purpose;
+    jk_str_t             method;
+    jk_str_t             uri;
+    int                  gdecision;
+    int                  decision;      /* A (appended byte), C */
+    unsigned char        awriter[8];    /* C */
+    uint64_t             aseq;
+    uint64_t             status;
+    uint64_t             bytes;
+    uint64_t             upstream;
+    int                  cause;         /* S */
+    uint64_t             second;
+    uint64_t             recorded;
+    uint64_t             suppressed;
+    int                  action;        /* K */
+    int                  scope;
+    jk_str_t             reason;
+    jk_str_t             actor;
+    size_t               body_len;      /* type byte .. before mac16 */
+    const unsigned char *mac;
+} jk_a3_t;
+
+typedef struct {
+    char                *name;
+    const char          *agency;        /* inside name */
+    size_t               alen;
+    uint64_t             trimmed;
+    uint64_t             llen;
+    redisReply         **reply;
+    size_t               nreply;
+    redisReply         **el;            /* llen elements */
+} jk_a3_list_t;
+
+typedef struct {
+    jk_a3_list_t        *list;
+    size_t               n;
+    size_t               cap;
+    uint64_t             now_ms;        /* Redis TIME at the cut */
+} jk_a3_set_t;
+
+const char *jk_a3_decode(const unsigned char *p, size_t len, jk_a3_t *r);
+int jk_a3_code_ok(unsigned v);
+const char *jk_a3_code_name(unsigned v);
+int jk_a3_put_varint(jk_buf_t *b, uint64_t v);
+int jk_a3_put_str(jk_buf_t *b, const void *p, size_t n);
+int jk_a3_put_u48(jk_buf_t *b, uint64_t v);
+int jk_a3_mac(const jk_key_t *k, const char *agency, size_t alen,
+    const unsigned char prev16[16], const unsigned char *body, size_t blen,
+    jk_buf_t *scratch, unsigned char out[16]);
+int jk_a3_read(redisContext *c, jk_a3_set_t *s);
+void jk_a3_set_free(jk_a3_set_t *s);
+
+
+/* cmd_verify.c: every record read and checked */
+
+typedef struct jk_vrec_s  jk_vrec_t;
+
+struct jk_vrec_s {
+    jk_a3_t          r;
+    size_t           list;
+    uint64_t         idx;           /* logical index: trimmed + i */
+    size_t           pos;           /* i, in the list as read */
+    unsigned         nconf;         /* C records naming this A */
+    jk_vrec_t       *conf;          /* A: its confirming C */
+    unsigned         bad:1;         /* failed a check: left out */
+};
+
+
+typedef struct {
+    const char         *cmd;
+    jk_a3_set_t         set;
+    jk_keyring_t        kr;
+    uint64_t            skew;
+    uint64_t            breaks;
+    jk_buf_t            scratch;
+    jk_vrec_t          *recs;
+    size_t              nrec;
+    size_t              nw;
+    uint64_t            cnt[128];
+    uint64_t            unconfirmed;
+    uint64_t            uncheckable;
+    jk_ht_t             as;
+    redisContext       *c;
+} jk_verify_t;
+
+int jk_verify_run(const jk_opts_t *o, jk_verify_t *v);
+void jk_verify_free(jk_verify_t *v);
 
 
 /* commands */

@@ -60,7 +60,8 @@ static const jk_command_t  jk_commands[] = {
       "usage: jukictl stop [--agency A [--operator O]] --reason TEXT"
       " --key PATH\n\n"
       "Sets an emergency stop switch (global, agency or operator) and"
-      " writes a\ncontrol record to the agency's audit stream.\n" },
+      " writes, in\nthe same transaction, a W record in juki:{_}:audit and"
+      " a K (control)\nrecord in the agency's audit list.\n" },
 
     { "resume", C_RESUME, jk_cmd_resume,
       "usage: jukictl resume [--agency A [--operator O]] [--reason TEXT]"
@@ -77,7 +78,7 @@ static const jk_command_t  jk_commands[] = {
       " [--format md|csv|json]\n"
       "                      [--max-skew DURATION] --key PATH...\n\n"
       "Provisions per agency and purpose, denials per agency and reason,"
-      " for the\ninclusive UTC date range (by stream entry time).  Every"
+      " for the\ninclusive UTC date range (by record ts).  Every"
       " record is checked\n(mac, and the completion that confirms a"
       " decision made in Redis); exit 1\nwhen any failed (left out of the"
       " counts).\n" },
@@ -94,13 +95,12 @@ static const jk_command_t  jk_commands[] = {
       " out, and the exit status is 1.\n" },
 
     { "verify", C_VERIFY, jk_cmd_verify,
-      "usage: jukictl verify [--from DATE] [--to DATE]"
-      " [--max-skew DURATION]\n"
-      "                      --key PATH...\n\n"
-      "Walks every writer's chain across all juki:{*}:audit streams,"
-      " checks that\nevery completion confirms its audit record and that"
-      " no entry id or ts is\nfar from Redis's clock (--max-skew, default"
-      " 5s).  Exit 0 when intact, 1\nnaming the first break.\n" },
+      "usage: jukictl verify [--max-skew DURATION] --key PATH...\n\n"
+      "Decodes every A3 record of all juki:{*}:audit lists (one read cut),"
+      " walks\nevery writer's chain from its W record, checks that every"
+      " decision is bound\n(gdecision, or the completion of a Redis"
+      " decision) and that no ts is far\nfrom Redis's clock (--max-skew,"
+      " default 5s).  Exit 0 when intact, 1\nnaming the breaks.\n" },
 
     { "watch", C_WATCH, jk_cmd_watch,
       "usage: jukictl watch [--count N] [--timeout SECONDS]"

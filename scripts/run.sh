@@ -5,7 +5,9 @@
 #   Redis         :6390  (scripts/redis.sh; AOF, appendfsync always)   RUN/redis/
 #   demo backend  :8081  (plain NGINX, invented records, conf/demo/)    RUN/backend/
 #   gateway       :8443  (NGINX + ngx_http_juki_module, mutual TLS)     RUN/gateway/
-# with a demo PKI (t/pki.sh → RUN/pki/) and an audit key (RUN/audit.key, mode 0600), then
+# with a demo PKI (t/pki.sh → RUN/pki/) and an audit key (RUN/audit.key, mode 0600), Redis
+# under the ACL of conf/juki-users.acl.in (passwords in RUN/redis/secrets/, the gateway
+# as juki-gw) with the gateway's function library loaded, then
 # prints ready-to-paste curl commands, runs each and reports ✓/✗ against its expected result.
 # Exit 0 when every check passed, 1 otherwise (services are left running to look at).
 #
@@ -106,8 +108,23 @@ if [[ $(id -u) -eq 0 ]] && command -v runuser >/dev/null 2>&1 &&
     user_line="user root;  # the run dir is not reachable by nobody"
 fi
 
+# Redis first: its ACL's passwords (made at the first start, kept in RUN/redis/secrets/)
+# go into the gateway's configuration.
+REDIS_ACL=$root/conf/juki-users.acl.in JUKICTL=$jukictl \
+    "$root/scripts/redis.sh" start "$run_dir/redis" "$redis_port" >/dev/null ||
+    die "Redis did not start (log: $run_dir/redis/redis.log)"
+secrets=$run_dir/redis/secrets
+[[ -s $secrets/juki-gw ]] || die "no password of juki-gw in $secrets"
+gw_password=$(<"$secrets/juki-gw")
+[[ $gw_password =~ ^[0-9a-f]+$ ]] || die "bad password file $secrets/juki-gw"
+
 render "$root/conf/backend.conf.in" "$run_dir/backend/nginx.conf"
-render "$root/conf/gateway.conf.in" "$run_dir/gateway/nginx.conf"
+(umask 077 && render "$root/conf/gateway.conf.in" "$run_dir/gateway/nginx.conf")
+# the gateway's Redis credential (the role juki-gw): the file holding it is mode 0600
+sed -i -e "s|^\([[:space:]]*juki_redis[[:space:]].*\) timeout=50ms;|\1 timeout=50ms user=juki-gw password=$gw_password;|" \
+    "$run_dir/gateway/nginx.conf"
+grep -q 'user=juki-gw password=' "$run_dir/gateway/nginx.conf" ||
+    die "no juki_redis line to give the gateway its credential in $run_dir/gateway/nginx.conf"
 
 rm -rf -- "$run_dir/backend/data"
 mkdir -p -- "$run_dir/backend/data"
@@ -178,8 +195,6 @@ wait_port() { # NAME PORT
     die "the $1 does not accept connections on 127.0.0.1:$2 (logs in $run_dir/logs/)"
 }
 
-"$root/scripts/redis.sh" start "$run_dir/redis" "$redis_port" >/dev/null ||
-    die "Redis did not start (log: $run_dir/redis/redis.log)"
 start_nginx backend
 wait_port "demo backend" "$be_port"
 start_nginx gateway
@@ -269,7 +284,8 @@ check "no client certificate, refused by NGINX" 400 'No required SSL certificate
 # The audit trail: the allowed lookup above must have left records in Redis.
 printf '\n--- audit trail ---\n'
 stream='juki:{pension-service}:audit'
-n=$(redis-cli -h 127.0.0.1 -p "$redis_port" XLEN "$stream" 2>/dev/null || printf 'error')
+n=$(REDISCLI_AUTH=$(<"$secrets/juki-reader") redis-cli --user juki-reader -h 127.0.0.1 -p "$redis_port" \
+    LLEN "$stream" 2>/dev/null || printf 'error')
 printf '\n'
 if [[ $n =~ ^[0-9]+$ ]] && ((n > 0)); then
     printf '✓ audit records in Redis: %s in %s\n' "$n" "$stream"
@@ -278,25 +294,30 @@ else
     printf '✗ audit records in Redis: expected some in %s, got %s\n' "$stream" "$n"
     failed=$((failed + 1))
 fi
-printf '  $ redis-cli -p %s XREVRANGE %s + - COUNT 2\n' "$redis_port" "$(shq "$stream")"
+printf '  $ REDISCLI_AUTH=$(cat %s) redis-cli --user juki-reader -p %s LLEN %s\n' \
+    "$(shq "$secrets/juki-reader")" "$redis_port" "$(shq "$stream")"
 
 if [[ -x $jukictl ]]; then
+    # each command with the role it needs (the passwords stay in their files)
     env_line="JUKI_REDIS=127.0.0.1:$redis_port JUKI_AUDIT_KEY=$(shq "$key")"
-    if out=$(JUKI_REDIS=127.0.0.1:$redis_port JUKI_AUDIT_KEY=$key "$jukictl" verify 2>&1); then
+    reader="--user juki-reader --password-file $(shq "$secrets/juki-reader")"
+    control="--user juki-control --password-file $(shq "$secrets/juki-control")"
+    if out=$(JUKI_REDIS=127.0.0.1:$redis_port JUKI_AUDIT_KEY=$key "$jukictl" verify \
+        --user juki-reader --password-file "$secrets/juki-reader" 2>&1); then
         printf '\n✓ jukictl verify: audit chains intact\n'
         passed=$((passed + 1))
     else
         printf '\n✗ jukictl verify failed: %s\n' "$(head -n 3 <<<"$out")"
         failed=$((failed + 1))
     fi
-    printf '  $ %s %s verify\n' "$env_line" "$(shq "$jukictl")"
+    printf '  $ %s %s verify %s\n' "$env_line" "$(shq "$jukictl")" "$reader"
     cat <<JUKICTL
   more:
-    $ $env_line $(shq "$jukictl") status
-    $ echo 12345678901 | $env_line $(shq "$jukictl") disclose
-    $ $env_line $(shq "$jukictl") report --from 2000-01-01 --to 2099-12-31 --format md
-    $ $env_line $(shq "$jukictl") stop --agency example-bank --reason "demo: suspected leak"
-    $ $env_line $(shq "$jukictl") resume --agency example-bank
+    $ $env_line $(shq "$jukictl") status $reader
+    $ echo 12345678901 | $env_line $(shq "$jukictl") disclose $reader
+    $ $env_line $(shq "$jukictl") report --from 2000-01-01 --to 2099-12-31 --format md $reader
+    $ $env_line $(shq "$jukictl") stop --agency example-bank --reason "demo: suspected leak" $control
+    $ $env_line $(shq "$jukictl") resume --agency example-bank $control
 JUKICTL
 fi
 

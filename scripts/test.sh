@@ -4,6 +4,10 @@
 # it is installed, the bundled harness in t/lib otherwise.
 #   TEST_FILES="t/010-policy.t"  run a subset
 #   KEEP=1                       keep the work directory
+# Every test Redis runs with the ACL of conf/juki-users.acl.in (default user off)
+# and per-run random passwords in WORK/secrets: the harness and jukictl talk to
+# Redis as juki-admin, the gateway as juki-gw (t/juki/JukiTest.pm); the function
+# library is loaded by scripts/redis.sh start.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,6 +39,9 @@ trap cleanup EXIT
 t/pki.sh "$work/pki" >/dev/null
 head -c 64 /dev/urandom > "$work/audit.key"
 chmod 600 "$work/audit.key"
+export REDIS_ACL="$root/conf/juki-users.acl.in"
+export REDIS_SECRETS="$work/secrets"
+export JUKICTL="$root/build/jukictl"
 scripts/redis.sh start "$work/redis" "$port" >/dev/null
 
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
@@ -44,9 +51,12 @@ export TEST_NGINX_REDIS_PORT="$port"
 export TEST_NGINX_REDIS_DIR="$work/redis"
 export TEST_NGINX_AUDIT_KEY="$work/audit.key"
 export TEST_NGINX_FAIL_ON_ALERT=1
-export JUKICTL="$root/build/jukictl"
 export JUKI_AUDIT_KEY="$work/audit.key"
 export JUKI_REDIS="127.0.0.1:$port"
+export TEST_NGINX_REDIS_SECRETS="$work/secrets"
+export JUKI_REDIS_USER=juki-admin
+JUKI_REDIS_PASSWORD=$(cat "$work/secrets/juki-admin")
+export JUKI_REDIS_PASSWORD
 
 inc=()
 if perl -MTest::Nginx::Socket -e1 2>/dev/null; then

@@ -1,7 +1,7 @@
 
 /*
- * juki-gateway: audit records, chained per writer (docs/audit.md), and the
- * one Redis command per request that decides and records.
+ * juki-gateway: the audit records (A3, docs/audit.md), packed and chained
+ * per writer, and how each joins its connection's call.
  */
 
 
@@ -13,114 +13,63 @@
 #include "ngx_http_juki_crypto.h"
 
 
-/* values of an audit record in docs/audit.md order, "mac" last */
-enum {
-    NGX_HTTP_JUKI_F_ID = 0,
-    NGX_HTTP_JUKI_F_TS,
-    NGX_HTTP_JUKI_F_NODE,
-    NGX_HTTP_JUKI_F_WRITER,
-    NGX_HTTP_JUKI_F_SEQ,
-    NGX_HTTP_JUKI_F_KID,
-    NGX_HTTP_JUKI_F_AGENCY,
-    NGX_HTTP_JUKI_F_KIND,
-    NGX_HTTP_JUKI_F_CERT,
-    NGX_HTTP_JUKI_F_OPERATOR,
-    NGX_HTTP_JUKI_F_PURPOSE,
-    NGX_HTTP_JUKI_F_SUBJECT,
-    NGX_HTTP_JUKI_F_METHOD,
-    NGX_HTTP_JUKI_F_URI,
-    NGX_HTTP_JUKI_F_PREV,
-    NGX_HTTP_JUKI_F_MAC,
-    NGX_HTTP_JUKI_NFIELDS
-};
-
-/* values of a completion record, "mac" last */
-enum {
-    NGX_HTTP_JUKI_C_ID = 0,
-    NGX_HTTP_JUKI_C_PHASE,
-    NGX_HTTP_JUKI_C_TS,
-    NGX_HTTP_JUKI_C_NODE,
-    NGX_HTTP_JUKI_C_WRITER,
-    NGX_HTTP_JUKI_C_SEQ,
-    NGX_HTTP_JUKI_C_KID,
-    NGX_HTTP_JUKI_C_DECISION,
-    NGX_HTTP_JUKI_C_STATUS,
-    NGX_HTTP_JUKI_C_BYTES,
-    NGX_HTTP_JUKI_C_UPSTREAM_MS,
-    NGX_HTTP_JUKI_C_PREV,
-    NGX_HTTP_JUKI_C_MAC,
-    NGX_HTTP_JUKI_NCFIELDS
-};
-
-/* values of a summary record of refusals, "mac" last */
-enum {
-    NGX_HTTP_JUKI_S_ID = 0,
-    NGX_HTTP_JUKI_S_PHASE,
-    NGX_HTTP_JUKI_S_TS,
-    NGX_HTTP_JUKI_S_NODE,
-    NGX_HTTP_JUKI_S_WRITER,
-    NGX_HTTP_JUKI_S_SEQ,
-    NGX_HTTP_JUKI_S_KID,
-    NGX_HTTP_JUKI_S_CAUSE,
-    NGX_HTTP_JUKI_S_SECOND,
-    NGX_HTTP_JUKI_S_RECORDED,
-    NGX_HTTP_JUKI_S_SUPPRESSED,
-    NGX_HTTP_JUKI_S_PREV,
-    NGX_HTTP_JUKI_S_MAC,
-    NGX_HTTP_JUKI_NSFIELDS
-};
+#define NGX_HTTP_JUKI_VARINT_LEN   10
+#define NGX_HTTP_JUKI_U48_LEN      6
 
 
-typedef struct {
-    u_char                       seq[NGX_INT64_LEN];
-    u_char                       ts[NGX_INT64_LEN];
-    u_char                       mac[NGX_HTTP_JUKI_HEX_SHA256];
-} ngx_http_juki_chain_buf_t;
+static u_char *ngx_http_juki_head(u_char *p, u_char type,
+    ngx_http_juki_redis_conn_t *rc, uint64_t seq);
+static u_char *ngx_http_juki_varint(u_char *p, uint64_t v);
+static u_char *ngx_http_juki_u48(u_char *p, uint64_t v);
+static u_char *ngx_http_juki_str(u_char *p, ngx_str_t *s);
+static u_char *ngx_http_juki_str16(u_char *p, ngx_str_t *hex);
+static ngx_int_t ngx_http_juki_seal(ngx_http_juki_redis_conn_t *rc,
+    ngx_http_juki_main_conf_t *jmcf, ngx_str_t *agency, u_char *body,
+    u_char *end);
+static ngx_int_t ngx_http_juki_append(ngx_http_juki_redis_conn_t *rc,
+    ngx_str_t *list, u_char *e, u_char *last, uint64_t seq);
+static void ngx_http_juki_unhex(u_char *dst, u_char *hex, size_t n);
 
 
-static ngx_int_t ngx_http_juki_chain(ngx_pool_t *pool,
-    ngx_http_juki_redis_conn_t *rc, ngx_http_juki_main_conf_t *jmcf,
-    char *tag, ngx_str_t *v, ngx_uint_t n, ngx_str_t *bound,
-    ngx_http_juki_chain_buf_t *buf);
-static u_char *ngx_http_juki_netstring(u_char *p, ngx_str_t *v);
-static void ngx_http_juki_commit(ngx_http_juki_redis_conn_t *rc,
-    ngx_http_juki_chain_buf_t *buf);
-static ngx_int_t ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd,
-    redisReply *reply);
-static ngx_int_t ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd,
-    redisReply *reply);
-static ngx_int_t ngx_http_juki_summary_reply(ngx_http_juki_cmd_t *cmd,
-    redisReply *reply);
-static void ngx_http_juki_anomaly_fired(redisReply *reply);
-
-
-static ngx_str_t  ngx_http_juki_stop_key = ngx_string("juki:stop");
-static ngx_str_t  ngx_http_juki_nobody_stream = ngx_string("juki:{_}:audit");
+static ngx_str_t  ngx_http_juki_nobody_list = ngx_string("juki:{_}:audit");
+static ngx_str_t  ngx_http_juki_nobody = ngx_string("_");
 static ngx_str_t  ngx_http_juki_zero = ngx_string("0");
-static ngx_str_t  ngx_http_juki_by_redis = ngx_string("redis");
-static ngx_str_t  ngx_http_juki_evalsha = ngx_string("EVALSHA");
-static ngx_str_t  ngx_http_juki_xadd = ngx_string("XADD");
-static ngx_str_t  ngx_http_juki_auto_id = ngx_string("*");
+static ngx_str_t  ngx_http_juki_tag = ngx_string("juki-v3");
 
-static ngx_str_t  ngx_http_juki_completion_names[] = {
-    ngx_string("id"), ngx_string("phase"), ngx_string("ts"),
-    ngx_string("node"), ngx_string("writer"), ngx_string("seq"),
-    ngx_string("kid"), ngx_string("decision"), ngx_string("status"),
-    ngx_string("bytes"), ngx_string("upstream_ms"), ngx_string("prev"),
-    ngx_string("mac")
+
+/* the decision codes of docs/audit.md, by reason */
+
+static u_char  ngx_http_juki_codes[] = {
+    1,      /* allow */
+    16,     /* unverified_certificate */
+    17,     /* unknown_agency */
+    19,     /* bad_purpose */
+    20,     /* bad_operator */
+    21,     /* purpose_not_permitted */
+    22,     /* resident_code_forbidden */
+    18,     /* bad_request */
+    2,      /* stopped */
+    3,      /* rate_limited */
+    0       /* audit_unavailable: never recorded */
 };
 
-static ngx_str_t  ngx_http_juki_summary_names[] = {
-    ngx_string("id"), ngx_string("phase"), ngx_string("ts"),
-    ngx_string("node"), ngx_string("writer"), ngx_string("seq"),
-    ngx_string("kid"), ngx_string("cause"), ngx_string("second"),
-    ngx_string("recorded"), ngx_string("suppressed"), ngx_string("prev"),
-    ngx_string("mac")
-};
+
+ngx_uint_t
+ngx_http_juki_decision_code(ngx_http_juki_reason_e reason)
+{
+    return ngx_http_juki_codes[reason];
+}
 
 
 /*
- * NGX_OK: the command is on its way and ctx->cmd waits for the reply;
+ * The audit record of a request (A3), added to the connection's open
+ * call.  A decision the gateway took is in the record, under its mac; one
+ * left to Redis is a byte the function appends after the mac, bound by
+ * the completion record the gateway writes once it has read the reply
+ * (docs/audit.md): nothing sent here would let a reader of the traffic
+ * sign another decision.
+ *
+ * NGX_OK: the record is in the call and ctx waits for the reply;
  * NGX_DECLINED: no Redis to send it to; NGX_ERROR: no memory.
  */
 
@@ -128,15 +77,15 @@ ngx_int_t
 ngx_http_juki_audit_request(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx)
 {
-    int                          argc;
-    size_t                       argl[3 + 5 + 5 + NGX_HTTP_JUKI_NFIELDS];
-    ngx_str_t                    v[NGX_HTTP_JUKI_NFIELDS], keys[5];
-    ngx_str_t                   *decision, *stream, bound;
-    ngx_uint_t                   i, nkeys;
-    const char                  *argv[3 + 5 + 5 + NGX_HTTP_JUKI_NFIELDS];
-    ngx_http_juki_cmd_t         *cmd;
+    u_char                       op, gd, *e, *p, *mac;
+    u_char                       limits[4 * NGX_INT_T_LEN + 4];
+    u_char                       subject[NGX_HTTP_JUKI_MAC16];
+    size_t                       len;
+    uint64_t                     seq;
+    ngx_str_t                    extra[4], *list, *aname, element;
+    ngx_uint_t                   nextra;
+    ngx_http_juki_rate_t        *ar, *pr;
     ngx_http_juki_agency_t      *agency;
-    ngx_http_juki_chain_buf_t    buf;
     ngx_http_juki_redis_conn_t  *rc;
 
     rc = ngx_http_juki_redis_pick();
@@ -146,127 +95,109 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 
     agency = ctx->agency;
 
-    ngx_str_null(&v[NGX_HTTP_JUKI_F_ID]);
-    ngx_str_null(&v[NGX_HTTP_JUKI_F_AGENCY]);
-    ngx_str_null(&v[NGX_HTTP_JUKI_F_KIND]);
+    list = agency ? &agency->audit_key : &ngx_http_juki_nobody_list;
+    aname = agency ? &agency->name : &ngx_http_juki_nobody;
 
-    if (agency) {
-        v[NGX_HTTP_JUKI_F_AGENCY] = agency->name;
-        v[NGX_HTTP_JUKI_F_KIND] = agency->kind_name;
+    len = 1 + NGX_HTTP_JUKI_WRITER_RAW + NGX_HTTP_JUKI_VARINT_LEN
+          + NGX_HTTP_JUKI_U48_LEN + 1
+          + 2 * (1 + NGX_HTTP_JUKI_MAC16)
+          + 4 * NGX_HTTP_JUKI_VARINT_LEN + ctx->operator.len
+          + ctx->purpose_code.len + r->method_name.len + ctx->uri.len
+          + 1 + NGX_HTTP_JUKI_MAC16 + 1;
+
+    e = ngx_pnalloc(r->pool, len);
+    if (e == NULL) {
+        return NGX_ERROR;
     }
 
-    v[NGX_HTTP_JUKI_F_CERT] = ctx->cert;
-    v[NGX_HTTP_JUKI_F_OPERATOR] = ctx->operator;
-    v[NGX_HTTP_JUKI_F_PURPOSE] = ctx->purpose_code;
-    v[NGX_HTTP_JUKI_F_SUBJECT] = ctx->subject;
-    v[NGX_HTTP_JUKI_F_METHOD] = r->method_name;
-    v[NGX_HTTP_JUKI_F_URI] = ctx->uri;
+    seq = rc->seq + 1;
+    gd = (ctx->reason == NGX_HTTP_JUKI_ALLOW)
+         ? 0 : ngx_http_juki_codes[ctx->reason];
 
-    /*
-     * The mac binds the decision the gateway took itself; one left to
-     * Redis is bound as "redis" and confirmed by the completion record,
-     * made once the reply is in (docs/audit.md): nothing sent here would
-     * let a reader of the traffic re-sign another decision.
-     */
+    p = ngx_http_juki_head(e, 'A', rc, seq);
+    *p++ = (u_char) (agency ? agency->kind : 0);
+    p = ngx_http_juki_str16(p, &ctx->cert);
+    p = ngx_http_juki_str16(p, &ctx->subject);
+    p = ngx_http_juki_str(p, &ctx->operator);
+    p = ngx_http_juki_str(p, &ctx->purpose_code);
+    p = ngx_http_juki_str(p, &r->method_name);
+    p = ngx_http_juki_str(p, &ctx->uri);
+    *p++ = gd;
 
-    if (ctx->reason != NGX_HTTP_JUKI_ALLOW) {
-        decision = &ngx_http_juki_reasons[ctx->reason].decision;
-        bound = *decision;
+    if (ngx_http_juki_seal(rc, jmcf, aname, e, p) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    mac = p;
+    p += NGX_HTTP_JUKI_MAC16;
+
+    nextra = 0;
+
+    if (gd) {
+        /* the decision byte of a record the gateway decided is its own */
+        *p++ = gd;
+        op = agency ? NGX_HTTP_JUKI_OP_DENIAL : NGX_HTTP_JUKI_OP_APPEND;
+
+        if (agency) {
+            extra[nextra++] = ctx->operator;
+        }
 
     } else {
-        decision = NULL;
-        bound = ngx_http_juki_by_redis;
+        op = NGX_HTTP_JUKI_OP_DECIDE;
+
+        extra[nextra++] = ctx->operator;
+        extra[nextra++] = ctx->purpose_code;
+
+        ar = &agency->rate;
+        pr = &ctx->purpose->rate;
+
+        extra[2].data = limits;
+        extra[2].len = 0;
+
+        if (ar->interval_us || pr->interval_us) {
+            extra[2].len = ngx_sprintf(limits, "%V %V %V %V",
+                                 ar->interval_us ? &ar->interval
+                                                 : &ngx_http_juki_zero,
+                                 ar->interval_us ? &ar->tolerance
+                                                 : &ngx_http_juki_zero,
+                                 pr->interval_us ? &pr->interval
+                                                 : &ngx_http_juki_zero,
+                                 pr->interval_us ? &pr->tolerance
+                                                 : &ngx_http_juki_zero)
+                           - limits;
+        }
+
+        nextra++;
+
+        extra[nextra].data = subject;
+        extra[nextra].len = 0;
+
+        if (ctx->subject.len >= 2 * NGX_HTTP_JUKI_MAC16) {
+            ngx_http_juki_unhex(subject, ctx->subject.data,
+                                NGX_HTTP_JUKI_MAC16);
+            extra[nextra].len = NGX_HTTP_JUKI_MAC16;
+        }
+
+        nextra++;
     }
 
-    if (ngx_http_juki_chain(r->pool, rc, jmcf, "A2", v, NGX_HTTP_JUKI_NFIELDS,
-                            &bound, &buf)
+    element.data = e;
+    element.len = p - e;
+
+    if (ngx_http_juki_batch_add(rc, op, list, &element, extra, nextra, ctx)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    stream = agency ? &agency->audit_key : &ngx_http_juki_nobody_stream;
+    rc->seq = seq;
+    ngx_memcpy(rc->last_mac, mac, NGX_HTTP_JUKI_MAC16);
 
-    if (decision) {
-        nkeys = 1;
-        keys[0] = *stream;
-
-    } else {
-        nkeys = 5;
-        keys[0] = ngx_http_juki_stop_key;
-        keys[1] = agency->stop_key;
-        keys[2] = ctx->operator_stop_key;
-        keys[3] = agency->rate_key;
-        keys[4] = *stream;
-    }
-
-    argc = 0;
-
-    argv[argc] = (char *) ngx_http_juki_evalsha.data;
-    argl[argc++] = ngx_http_juki_evalsha.len;
-    argv[argc] = (char *) jmcf->script_sha;
-    argl[argc++] = 40;
-    argv[argc] = nkeys == 1 ? "1" : "5";
-    argl[argc++] = 1;
-
-    for (i = 0; i < nkeys; i++) {
-        argv[argc] = (char *) keys[i].data;
-        argl[argc++] = keys[i].len;
-    }
-
-    argv[argc] = decision ? (char *) decision->data : "";
-    argl[argc++] = decision ? decision->len : 0;
-
-    if (decision == NULL && agency->rate.interval_us) {
-        argv[argc] = (char *) agency->rate.interval.data;
-        argl[argc++] = agency->rate.interval.len;
-        argv[argc] = (char *) agency->rate.tolerance.data;
-        argl[argc++] = agency->rate.tolerance.len;
-
-    } else {
-        argv[argc] = (char *) ngx_http_juki_zero.data;
-        argl[argc++] = 1;
-        argv[argc] = (char *) ngx_http_juki_zero.data;
-        argl[argc++] = 1;
-    }
-
-    if (decision == NULL && ctx->purpose->rate.interval_us) {
-        argv[argc] = (char *) ctx->purpose->rate.interval.data;
-        argl[argc++] = ctx->purpose->rate.interval.len;
-        argv[argc] = (char *) ctx->purpose->rate.tolerance.data;
-        argl[argc++] = ctx->purpose->rate.tolerance.len;
-
-    } else {
-        argv[argc] = (char *) ngx_http_juki_zero.data;
-        argl[argc++] = 1;
-        argv[argc] = (char *) ngx_http_juki_zero.data;
-        argl[argc++] = 1;
-    }
-
-    for (i = 0; i < NGX_HTTP_JUKI_NFIELDS; i++) {
-        argv[argc] = (char *) v[i].data;
-        argl[argc++] = v[i].len;
-    }
-
-    cmd = ngx_http_juki_cmd_alloc();
-    if (cmd == NULL) {
-        return NGX_ERROR;
-    }
-
-    cmd->handler = ngx_http_juki_request_reply;
-    cmd->data = ctx;
-
-    if (ngx_http_juki_redis_send(rc, argc, argv, argl, cmd) != NGX_OK) {
-        ngx_http_juki_cmd_free(cmd);
-        return NGX_DECLINED;
-    }
-
-    ngx_http_juki_commit(rc, &buf);
-
-    ctx->cmd = cmd;
-    ctx->audit_id_len = ngx_cpymem(ctx->audit_id,
-                                   v[NGX_HTTP_JUKI_F_ID].data,
-                                   v[NGX_HTTP_JUKI_F_ID].len)
+    ngx_memcpy(ctx->awriter, rc->writer_raw, NGX_HTTP_JUKI_WRITER_RAW);
+    ctx->aseq = seq;
+    ctx->audit_id_len = ngx_sprintf(ctx->audit_id, "%*s-%uL",
+                                    (size_t) NGX_HTTP_JUKI_WRITER_LEN,
+                                    rc->writer, seq)
                         - ctx->audit_id;
 
     return NGX_OK;
@@ -274,340 +205,69 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 
 
 /*
- * Fills the chain values of a record (id, ts, node, writer, seq, kid,
- * prev) around the caller's, and computes its mac over all but the last
- * value, then "bound" when given; the writer's state moves on only once
- * the record is sent.  A record that names another (a completion) comes
- * with its id; the others get WRITER-SEQ.
- */
-
-static ngx_int_t
-ngx_http_juki_chain(ngx_pool_t *pool, ngx_http_juki_redis_conn_t *rc,
-    ngx_http_juki_main_conf_t *jmcf, char *tag, ngx_str_t *v, ngx_uint_t n,
-    ngx_str_t *bound, ngx_http_juki_chain_buf_t *buf)
-{
-    u_char      *id, *p, *m;
-    size_t       len;
-    uint64_t     seq;
-    ngx_uint_t   i, f;
-    ngx_time_t  *tp;
-
-    /* completions and summaries have the same values, "phase" after "id" */
-    f = (tag[0] == 'A') ? 0 : 1;
-
-    seq = rc->seq + 1;
-    tp = ngx_timeofday();
-
-    v[NGX_HTTP_JUKI_F_SEQ + f].data = buf->seq;
-    v[NGX_HTTP_JUKI_F_SEQ + f].len = ngx_sprintf(buf->seq, "%uL", seq)
-                                     - buf->seq;
-
-    v[NGX_HTTP_JUKI_F_TS + f].data = buf->ts;
-    v[NGX_HTTP_JUKI_F_TS + f].len = ngx_sprintf(buf->ts, "%T%03M", tp->sec,
-                                                tp->msec)
-                                    - buf->ts;
-
-    v[NGX_HTTP_JUKI_F_NODE + f] = jmcf->node;
-
-    v[NGX_HTTP_JUKI_F_WRITER + f].data = rc->writer;
-    v[NGX_HTTP_JUKI_F_WRITER + f].len = NGX_HTTP_JUKI_WRITER_LEN;
-
-    v[NGX_HTTP_JUKI_F_KID + f].data = jmcf->kid;
-    v[NGX_HTTP_JUKI_F_KID + f].len = NGX_HTTP_JUKI_KID_LEN;
-
-    v[n - 2].data = rc->last_mac;
-    v[n - 2].len = rc->has_prev ? NGX_HTTP_JUKI_HEX_SHA256 : 0;
-
-    if (v[NGX_HTTP_JUKI_F_ID].data == NULL) {
-        id = ngx_pnalloc(pool, NGX_HTTP_JUKI_AUDIT_ID_MAX);
-        if (id == NULL) {
-            return NGX_ERROR;
-        }
-
-        v[NGX_HTTP_JUKI_F_ID].data = id;
-        v[NGX_HTTP_JUKI_F_ID].len = ngx_sprintf(id, "%*s-%uL",
-                                                NGX_HTTP_JUKI_WRITER_LEN,
-                                                rc->writer, seq)
-                                    - id;
-    }
-
-    len = 2 + (bound ? NGX_SIZE_T_LEN + 2 + bound->len : 0);
-
-    for (i = 0; i < n - 1; i++) {
-        len += NGX_SIZE_T_LEN + 2 + v[i].len;
-    }
-
-    m = ngx_pnalloc(pool, len);
-    if (m == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(m, tag, 2);
-
-    for (i = 0; i < n - 1; i++) {
-        p = ngx_http_juki_netstring(p, &v[i]);
-    }
-
-    if (bound) {
-        p = ngx_http_juki_netstring(p, bound);
-    }
-
-    if (ngx_http_juki_hmac_hex(jmcf->mac_key, m, p - m, buf->mac) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v[n - 1].data = buf->mac;
-    v[n - 1].len = NGX_HTTP_JUKI_HEX_SHA256;
-
-    return NGX_OK;
-}
-
-
-static u_char *
-ngx_http_juki_netstring(u_char *p, ngx_str_t *v)
-{
-    p = ngx_sprintf(p, "%uz:", v->len);
-
-    /* an unset value is { 0, NULL }: no memcpy() from NULL */
-    if (v->len) {
-        p = ngx_cpymem(p, v->data, v->len);
-    }
-
-    *p++ = ',';
-
-    return p;
-}
-
-
-static void
-ngx_http_juki_commit(ngx_http_juki_redis_conn_t *rc,
-    ngx_http_juki_chain_buf_t *buf)
-{
-    rc->seq++;
-    ngx_memcpy(rc->last_mac, buf->mac, NGX_HTTP_JUKI_HEX_SHA256);
-    rc->has_prev = 1;
-}
-
-
-/*
- * The script's reply, checked strictly: anything but the shapes the script
- * returns means the decision is unknown.  decided: the gateway decided
- * before Redis.  NGX_OK: *outcome (and for a rate limit *retry_us and
- * *limit) are set; NGX_DONE: recorded as the gateway decided.  A fired
- * anomaly rule adds two integers, see ngx_http_juki_decode_anomaly().
+ * The writer record (W), seq 0 of every writer: who it is, under which
+ * key, on which node.  It opens the first call of a connection.
  */
 
 ngx_int_t
-ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
-    ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit)
+ngx_http_juki_audit_writer(ngx_http_juki_redis_conn_t *rc)
 {
-    size_t        i, base;
-    redisReply  **e;
+    u_char                      *p;
+    u_char                       e[1 + NGX_HTTP_JUKI_WRITER_RAW
+                                   + NGX_HTTP_JUKI_U48_LEN
+                                   + NGX_HTTP_JUKI_KID_LEN / 2
+                                   + NGX_HTTP_JUKI_VARINT_LEN
+                                   + NGX_HTTP_JUKI_NAME_MAX + 1
+                                   + NGX_HTTP_JUKI_MAC16];
+    ngx_time_t                  *tp;
+    ngx_http_juki_main_conf_t   *jmcf;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements == 0 || reply->elements > 5
-        || reply->element == NULL)
-    {
+    jmcf = ngx_http_juki_redis_main_conf();
+
+    if (jmcf == NULL || jmcf->node.len > NGX_HTTP_JUKI_NAME_MAX) {
         return NGX_ERROR;
     }
 
-    e = reply->element;
+    tp = ngx_timeofday();
 
-    for (i = 0; i < reply->elements; i++) {
-        if (e[i] == NULL || e[i]->type != REDIS_REPLY_INTEGER) {
-            return NGX_ERROR;
-        }
-    }
+    p = e;
+    *p++ = 'W';
+    p = ngx_cpymem(p, rc->writer_raw, NGX_HTTP_JUKI_WRITER_RAW);
+    p = ngx_http_juki_u48(p, (uint64_t) tp->sec * 1000 + tp->msec);
+    ngx_http_juki_unhex(p, jmcf->kid, NGX_HTTP_JUKI_KID_LEN / 2);
+    p += NGX_HTTP_JUKI_KID_LEN / 2;
+    p = ngx_http_juki_str(p, &jmcf->node);
+    *p++ = 1;
 
-    base = (e[0]->integer == 2) ? 3 : 1;
-
-    if (reply->elements != base && reply->elements != base + 2) {
+    if (ngx_http_juki_seal(rc, jmcf, &ngx_http_juki_nobody, e, p) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (reply->elements == base + 2
-        && (e[base]->integer <= 0 || e[base + 1]->integer < 0))
-    {
-        return NGX_ERROR;
-    }
-
-    switch (e[0]->integer) {
-
-    case 0:
-    case 1:
-        if (decided) {
-            return NGX_ERROR;
-        }
-
-        *outcome = e[0]->integer ? NGX_HTTP_JUKI_STOPPED
-                                 : NGX_HTTP_JUKI_ALLOW;
-        return NGX_OK;
-
-    case 2:
-        if (decided || e[1]->integer <= 0
-            || (e[2]->integer != 1 && e[2]->integer != 2))
-        {
-            return NGX_ERROR;
-        }
-
-        *outcome = NGX_HTTP_JUKI_RATE_LIMITED;
-        *retry_us = (uint64_t) e[1]->integer;
-        *limit = (ngx_uint_t) e[2]->integer;
-        return NGX_OK;
-
-    case 3:
-        if (!decided) {
-            return NGX_ERROR;
-        }
-
-        return NGX_DONE;
-
-    default:
-        return NGX_ERROR;
-    }
-}
-
-
-/* the rule (1-based) that fired and its count, of a reply decoded above */
-
-ngx_uint_t
-ngx_http_juki_decode_anomaly(redisReply *reply, uint64_t *count)
-{
-    size_t  base;
-
-    base = (reply->element[0]->integer == 2) ? 3 : 1;
-
-    if (reply->elements != base + 2) {
-        return 0;
-    }
-
-    *count = (uint64_t) reply->element[base + 1]->integer;
-
-    return (ngx_uint_t) reply->element[base]->integer;
-}
-
-
-static ngx_int_t
-ngx_http_juki_request_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
-{
-    ngx_http_juki_ctx_t *ctx = cmd->data;
-
-    ngx_int_t                rc;
-    uint64_t                 retry_us;
-    ngx_uint_t               limit, decided;
-    ngx_http_juki_reason_e   outcome;
-
-    if (reply == NULL) {
-        /* the connection is gone; its drop was logged */
-        rc = NGX_DECLINED;
-
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
-                                "redis refused an audit record: %*s",
-                                (size_t) ngx_min(reply->len, 200),
-                                reply->str);
-        rc = NGX_ERROR;
-
-    } else {
-        decided = (ctx == NULL || ctx->reason != NGX_HTTP_JUKI_ALLOW);
-        retry_us = 0;
-        limit = 0;
-        outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
-
-        rc = ngx_http_juki_decode_reply(reply, decided, &outcome, &retry_us,
-                                        &limit);
-
-        if (rc == NGX_ERROR) {
-            ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
-                                    "unexpected reply from the redis script");
-
-        } else {
-            ngx_http_juki_anomaly_fired(reply);
-        }
-
-        if (rc != NGX_ERROR && ctx) {
-            ctx->outcome = (rc == NGX_DONE) ? ctx->reason : outcome;
-            ctx->retry_us = retry_us;
-            ctx->limit = limit;
-        }
-    }
-
-    if (ctx) {
-        if (rc != NGX_OK && rc != NGX_DONE) {
-            ctx->outcome = NGX_HTTP_JUKI_AUDIT_UNAVAILABLE;
-        }
-
-        ctx->cmd = NULL;
-        ngx_http_juki_resume(ctx, ctx->request);
-    }
-
-    /*
-     * an error reply means the record was not written, an unexpected one
-     * that it is unknown whether it was: either way this writer's chain may
-     * have a gap, and the connection is dropped for a new writer
-     */
-
-    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+    return ngx_http_juki_append(rc, &ngx_http_juki_nobody_list, e,
+                                p + NGX_HTTP_JUKI_MAC16, 0);
 }
 
 
 /*
- * The script says which rule fired; which agency and operator it names
- * is in the alert on juki:alerts: the log line tells ops where to look
+ * The completion record (C) of a request Redis decided: it names the
+ * audit record it completes and binds the decision the gateway read in
+ * the reply.  It rides the next call; nobody waits for it.
  */
-
-static void
-ngx_http_juki_anomaly_fired(redisReply *reply)
-{
-    uint64_t                    count;
-    ngx_uint_t                  i;
-    ngx_http_juki_anomaly_t    *rule;
-    ngx_http_juki_main_conf_t  *jmcf;
-
-    i = ngx_http_juki_decode_anomaly(reply, &count);
-    if (i == 0) {
-        return;
-    }
-
-    jmcf = ngx_http_juki_redis_main_conf();
-
-    if (jmcf == NULL || i > jmcf->anomalies.nelts) {
-        return;
-    }
-
-    rule = &((ngx_http_juki_anomaly_t *) jmcf->anomalies.elts)[i - 1];
-
-    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                  "juki: anomaly rule %ui fired: %s %uL > %ui in %M s, "
-                  "action %s%s, alert published on juki:alerts", i,
-                  rule->type == NGX_HTTP_JUKI_RULE_DENIALS ? "denials"
-                  : rule->per == NGX_HTTP_JUKI_PER_AGENCY
-                    ? "distinct residents of the agency"
-                    : "distinct residents",
-                  count, rule->threshold, rule->window / 1000,
-                  rule->action == NGX_HTTP_JUKI_ACTION_STOP_OPERATOR
-                  ? "stop_operator"
-                  : rule->action == NGX_HTTP_JUKI_ACTION_STOP_AGENCY
-                    ? "stop_agency" : "alert",
-                  rule->dry_run ? " (dry run: nothing stopped)" : "");
-
-    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_ANOMALIES, 1);
-}
-
 
 void
 ngx_http_juki_audit_completion(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx)
 {
-    u_char                       status[NGX_INT_T_LEN], bytes[NGX_OFF_T_LEN];
-    u_char                       ms[NGX_INT_T_LEN];
-    size_t                       argl[3 + 2 * NGX_HTTP_JUKI_NCFIELDS];
-    ngx_str_t                    v[NGX_HTTP_JUKI_NCFIELDS];
+    u_char                      *p;
+    u_char                       e[1 + NGX_HTTP_JUKI_WRITER_RAW
+                                   + NGX_HTTP_JUKI_VARINT_LEN
+                                   + NGX_HTTP_JUKI_U48_LEN
+                                   + NGX_HTTP_JUKI_WRITER_RAW
+                                   + NGX_HTTP_JUKI_VARINT_LEN + 1
+                                   + 3 * NGX_HTTP_JUKI_VARINT_LEN
+                                   + NGX_HTTP_JUKI_MAC16];
+    uint64_t                     seq, upstream;
     ngx_uint_t                   i, code;
-    ngx_msec_t                   upstream;
-    const char                  *argv[3 + 2 * NGX_HTTP_JUKI_NCFIELDS];
-    ngx_http_juki_cmd_t         *cmd;
-    ngx_http_juki_chain_buf_t    buf;
     ngx_http_juki_redis_conn_t  *rc;
     ngx_http_upstream_state_t   *state;
 
@@ -616,29 +276,14 @@ ngx_http_juki_audit_completion(ngx_http_request_t *r,
         goto failed;
     }
 
-    v[NGX_HTTP_JUKI_C_ID].data = ctx->audit_id;
-    v[NGX_HTTP_JUKI_C_ID].len = ctx->audit_id_len;
-    ngx_str_set(&v[NGX_HTTP_JUKI_C_PHASE], "done");
-
-    /* what Redis decided, as its reply said: this is what binds it */
-    v[NGX_HTTP_JUKI_C_DECISION] = ngx_http_juki_reasons[ctx->outcome].decision;
-
     code = r->err_status ? r->err_status : r->headers_out.status;
 
-    v[NGX_HTTP_JUKI_C_STATUS].data = status;
-    v[NGX_HTTP_JUKI_C_STATUS].len = ngx_sprintf(status, "%ui", code)
-                                    - status;
-
-    v[NGX_HTTP_JUKI_C_BYTES].data = bytes;
-    v[NGX_HTTP_JUKI_C_BYTES].len = ngx_sprintf(bytes, "%O",
-                                               r->connection->sent)
-                                   - bytes;
-
-    ngx_str_null(&v[NGX_HTTP_JUKI_C_UPSTREAM_MS]);
+    /* milliseconds + 1; 0: no upstream */
+    upstream = 0;
 
     if (r->upstream_states && r->upstream_states->nelts) {
         state = r->upstream_states->elts;
-        upstream = 0;
+        upstream = 1;
 
         for (i = 0; i < r->upstream_states->nelts; i++) {
             if (state[i].status && state[i].response_time != (ngx_msec_t) -1)
@@ -646,49 +291,29 @@ ngx_http_juki_audit_completion(ngx_http_request_t *r,
                 upstream += state[i].response_time;
             }
         }
-
-        v[NGX_HTTP_JUKI_C_UPSTREAM_MS].data = ms;
-        v[NGX_HTTP_JUKI_C_UPSTREAM_MS].len = ngx_sprintf(ms, "%M", upstream)
-                                             - ms;
     }
 
-    if (ngx_http_juki_chain(r->pool, rc, jmcf, "C2", v,
-                            NGX_HTTP_JUKI_NCFIELDS, NULL, &buf)
-        != NGX_OK)
+    seq = rc->seq + 1;
+
+    p = ngx_http_juki_head(e, 'C', rc, seq);
+    p = ngx_cpymem(p, ctx->awriter, NGX_HTTP_JUKI_WRITER_RAW);
+    p = ngx_http_juki_varint(p, ctx->aseq);
+
+    /* what Redis decided, as its reply said: this is what binds it */
+    *p++ = ngx_http_juki_codes[ctx->outcome];
+
+    p = ngx_http_juki_varint(p, code);
+    p = ngx_http_juki_varint(p, r->connection->sent > 0
+                                ? (uint64_t) r->connection->sent : 0);
+    p = ngx_http_juki_varint(p, upstream);
+
+    if (ngx_http_juki_seal(rc, jmcf, &ctx->agency->name, e, p) != NGX_OK
+        || ngx_http_juki_append(rc, &ctx->agency->audit_key, e,
+                                p + NGX_HTTP_JUKI_MAC16, seq)
+           != NGX_OK)
     {
         goto failed;
     }
-
-    argv[0] = (char *) ngx_http_juki_xadd.data;
-    argl[0] = ngx_http_juki_xadd.len;
-    argv[1] = (char *) ctx->agency->audit_key.data;
-    argl[1] = ctx->agency->audit_key.len;
-    argv[2] = (char *) ngx_http_juki_auto_id.data;
-    argl[2] = ngx_http_juki_auto_id.len;
-
-    for (i = 0; i < NGX_HTTP_JUKI_NCFIELDS; i++) {
-        argv[3 + 2 * i] = (char *) ngx_http_juki_completion_names[i].data;
-        argl[3 + 2 * i] = ngx_http_juki_completion_names[i].len;
-        argv[4 + 2 * i] = (char *) v[i].data;
-        argl[4 + 2 * i] = v[i].len;
-    }
-
-    cmd = ngx_http_juki_cmd_alloc();
-    if (cmd == NULL) {
-        goto failed;
-    }
-
-    cmd->handler = ngx_http_juki_completion_reply;
-
-    if (ngx_http_juki_redis_send(rc, 3 + 2 * NGX_HTTP_JUKI_NCFIELDS, argv,
-                                 argl, cmd)
-        != NGX_OK)
-    {
-        ngx_http_juki_cmd_free(cmd);
-        goto failed;
-    }
-
-    ngx_http_juki_commit(rc, &buf);
 
     return;
 
@@ -702,48 +327,24 @@ failed:
 }
 
 
-static ngx_int_t
-ngx_http_juki_completion_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
-{
-    if (reply && reply->type == REDIS_REPLY_STRING) {
-        return NGX_OK;
-    }
-
-    ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_COMPLETION_FAILURES, 1);
-
-    ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_COMPLETION,
-                            "a completion record was not written: %*s",
-                            reply && reply->type == REDIS_REPLY_ERROR
-                            ? (size_t) ngx_min(reply->len, 200)
-                            : sizeof("no reply") - 1,
-                            reply && reply->type == REDIS_REPLY_ERROR
-                            ? reply->str : "no reply");
-
-    return reply ? NGX_ERROR : NGX_OK;
-}
-
-
 /*
- * The summary of the refusals of one cause in one second that were only
- * counted (ngx_http_juki_refusal.c): an XADD of its own to the stream of
- * records with no agency, chained like any record, not waited for.
- * NGX_OK: sent, *id is its id (in a buffer of NGX_HTTP_JUKI_AUDIT_ID_MAX).
+ * The summary (S) of the refusals of one cause in one second that were
+ * only counted (ngx_http_juki_refusal.c), in the list of records with no
+ * agency, not waited for.  NGX_OK: added, *id is its id (in a buffer of
+ * NGX_HTTP_JUKI_AUDIT_ID_MAX).
  */
 
 ngx_int_t
-ngx_http_juki_audit_summary(ngx_str_t *cause, time_t second,
+ngx_http_juki_audit_summary(ngx_http_juki_reason_e cause, time_t second,
     ngx_uint_t recorded, ngx_uint_t suppressed, ngx_str_t *id)
 {
-    u_char                       sec[NGX_TIME_T_LEN], rec[NGX_INT_T_LEN];
-    u_char                       sup[NGX_INT_T_LEN];
-    size_t                       argl[3 + 2 * NGX_HTTP_JUKI_NSFIELDS];
-    ngx_int_t                    rv;
-    ngx_str_t                    v[NGX_HTTP_JUKI_NSFIELDS];
-    ngx_uint_t                   i;
-    ngx_pool_t                  *pool;
-    const char                  *argv[3 + 2 * NGX_HTTP_JUKI_NSFIELDS];
-    ngx_http_juki_cmd_t         *cmd;
-    ngx_http_juki_chain_buf_t    buf;
+    u_char                      *p;
+    u_char                       e[1 + NGX_HTTP_JUKI_WRITER_RAW
+                                   + NGX_HTTP_JUKI_VARINT_LEN
+                                   + NGX_HTTP_JUKI_U48_LEN + 1
+                                   + 3 * NGX_HTTP_JUKI_VARINT_LEN
+                                   + NGX_HTTP_JUKI_MAC16];
+    uint64_t                     seq;
     ngx_http_juki_redis_conn_t  *rc;
     ngx_http_juki_main_conf_t   *jmcf;
 
@@ -754,98 +355,184 @@ ngx_http_juki_audit_summary(ngx_str_t *cause, time_t second,
         return NGX_DECLINED;
     }
 
-    /* hiredis copies the command: what it is built from can go at once */
+    seq = rc->seq + 1;
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
-    if (pool == NULL) {
+    p = ngx_http_juki_head(e, 'S', rc, seq);
+    *p++ = ngx_http_juki_codes[cause];
+    p = ngx_http_juki_varint(p, (uint64_t) second);
+    p = ngx_http_juki_varint(p, recorded);
+    p = ngx_http_juki_varint(p, suppressed);
+
+    if (ngx_http_juki_seal(rc, jmcf, &ngx_http_juki_nobody, e, p) != NGX_OK
+        || ngx_http_juki_append(rc, &ngx_http_juki_nobody_list, e,
+                                p + NGX_HTTP_JUKI_MAC16, seq)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    rv = NGX_ERROR;
-
-    ngx_str_null(&v[NGX_HTTP_JUKI_S_ID]);
-    ngx_str_set(&v[NGX_HTTP_JUKI_S_PHASE], "summary");
-    v[NGX_HTTP_JUKI_S_CAUSE] = *cause;
-
-    v[NGX_HTTP_JUKI_S_SECOND].data = sec;
-    v[NGX_HTTP_JUKI_S_SECOND].len = ngx_sprintf(sec, "%T", second) - sec;
-    v[NGX_HTTP_JUKI_S_RECORDED].data = rec;
-    v[NGX_HTTP_JUKI_S_RECORDED].len = ngx_sprintf(rec, "%ui", recorded)
-                                      - rec;
-    v[NGX_HTTP_JUKI_S_SUPPRESSED].data = sup;
-    v[NGX_HTTP_JUKI_S_SUPPRESSED].len = ngx_sprintf(sup, "%ui", suppressed)
-                                        - sup;
-
-    if (ngx_http_juki_chain(pool, rc, jmcf, "S1", v, NGX_HTTP_JUKI_NSFIELDS,
-                            NULL, &buf)
-        != NGX_OK)
-    {
-        goto done;
-    }
-
-    argv[0] = (char *) ngx_http_juki_xadd.data;
-    argl[0] = ngx_http_juki_xadd.len;
-    argv[1] = (char *) ngx_http_juki_nobody_stream.data;
-    argl[1] = ngx_http_juki_nobody_stream.len;
-    argv[2] = (char *) ngx_http_juki_auto_id.data;
-    argl[2] = ngx_http_juki_auto_id.len;
-
-    for (i = 0; i < NGX_HTTP_JUKI_NSFIELDS; i++) {
-        argv[3 + 2 * i] = (char *) ngx_http_juki_summary_names[i].data;
-        argl[3 + 2 * i] = ngx_http_juki_summary_names[i].len;
-        argv[4 + 2 * i] = (char *) v[i].data;
-        argl[4 + 2 * i] = v[i].len;
-    }
-
-    cmd = ngx_http_juki_cmd_alloc();
-    if (cmd == NULL) {
-        goto done;
-    }
-
-    cmd->handler = ngx_http_juki_summary_reply;
-
-    if (ngx_http_juki_redis_send(rc, 3 + 2 * NGX_HTTP_JUKI_NSFIELDS, argv,
-                                 argl, cmd)
-        != NGX_OK)
-    {
-        ngx_http_juki_cmd_free(cmd);
-        rv = NGX_DECLINED;
-        goto done;
-    }
-
-    ngx_http_juki_commit(rc, &buf);
-
-    id->len = ngx_cpymem(id->data, v[NGX_HTTP_JUKI_S_ID].data,
-                         v[NGX_HTTP_JUKI_S_ID].len)
+    id->len = ngx_sprintf(id->data, "%*s-%uL",
+                          (size_t) NGX_HTTP_JUKI_WRITER_LEN, rc->writer, seq)
               - id->data;
 
-    rv = NGX_OK;
-
-done:
-
-    ngx_destroy_pool(pool);
-
-    return rv;
+    return NGX_OK;
 }
 
 
-static ngx_int_t
-ngx_http_juki_summary_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
+/* type, writer, seq (none for the writer record) and the time */
+
+static u_char *
+ngx_http_juki_head(u_char *p, u_char type, ngx_http_juki_redis_conn_t *rc,
+    uint64_t seq)
 {
-    if (reply && reply->type == REDIS_REPLY_STRING) {
-        return NGX_OK;
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    *p++ = type;
+    p = ngx_cpymem(p, rc->writer_raw, NGX_HTTP_JUKI_WRITER_RAW);
+    p = ngx_http_juki_varint(p, seq);
+
+    return ngx_http_juki_u48(p, (uint64_t) tp->sec * 1000 + tp->msec);
+}
+
+
+/* unsigned LEB128, the minimal encoding */
+
+static u_char *
+ngx_http_juki_varint(u_char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (u_char) (v | 0x80);
+        v >>= 7;
     }
 
-    ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
-                            "a summary record of refusals was not "
-                            "written: %*s",
-                            reply && reply->type == REDIS_REPLY_ERROR
-                            ? (size_t) ngx_min(reply->len, 200)
-                            : sizeof("no reply") - 1,
-                            reply && reply->type == REDIS_REPLY_ERROR
-                            ? reply->str : "no reply");
+    *p++ = (u_char) v;
 
-    return reply ? NGX_ERROR : NGX_OK;
+    return p;
+}
+
+
+static u_char *
+ngx_http_juki_u48(u_char *p, uint64_t v)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_JUKI_U48_LEN; i++) {
+        p[i] = (u_char) (v >> (8 * (NGX_HTTP_JUKI_U48_LEN - 1 - i)));
+    }
+
+    return p + NGX_HTTP_JUKI_U48_LEN;
+}
+
+
+static u_char *
+ngx_http_juki_str(u_char *p, ngx_str_t *s)
+{
+    p = ngx_http_juki_varint(p, s->len);
+
+    /* an unset value is { 0, NULL }: no memcpy() from NULL */
+    if (s->len) {
+        p = ngx_cpymem(p, s->data, s->len);
+    }
+
+    return p;
+}
+
+
+/* a hex SHA-256 or HMAC kept as its first 16 bytes; none: empty */
+
+static u_char *
+ngx_http_juki_str16(u_char *p, ngx_str_t *hex)
+{
+    if (hex->len < 2 * NGX_HTTP_JUKI_MAC16) {
+        *p++ = 0;
+        return p;
+    }
+
+    *p++ = NGX_HTTP_JUKI_MAC16;
+    ngx_http_juki_unhex(p, hex->data, NGX_HTTP_JUKI_MAC16);
+
+    return p + NGX_HTTP_JUKI_MAC16;
+}
+
+
+/* lower or upper case hex digits the module itself made */
+
+static void
+ngx_http_juki_unhex(u_char *dst, u_char *hex, size_t n)
+{
+    u_char      c, d;
+    ngx_uint_t  i, j;
+
+    for (i = 0; i < n; i++) {
+        d = 0;
+
+        for (j = 0; j < 2; j++) {
+            c = hex[2 * i + j] | 0x20;
+            d = (u_char) (d << 4) | (u_char) (c >= 'a' ? c - 'a' + 10
+                                                       : c - '0');
+        }
+
+        dst[i] = d;
+    }
+}
+
+
+/*
+ * mac16 = the first 16 bytes of HMAC-SHA256(k_mac, "juki-v3" ||
+ * str(agency) || prev16 || body), written at end
+ */
+
+static ngx_int_t
+ngx_http_juki_seal(ngx_http_juki_redis_conn_t *rc,
+    ngx_http_juki_main_conf_t *jmcf, ngx_str_t *agency, u_char *body,
+    u_char *end)
+{
+    u_char     alen[NGX_HTTP_JUKI_VARINT_LEN], mac[32];
+    ngx_str_t  parts[5];
+
+    parts[0] = ngx_http_juki_tag;
+    parts[1].data = alen;
+    parts[1].len = ngx_http_juki_varint(alen, agency->len) - alen;
+    parts[2] = *agency;
+    parts[3].data = rc->last_mac;
+    parts[3].len = NGX_HTTP_JUKI_MAC16;
+    parts[4].data = body;
+    parts[4].len = end - body;
+
+    if (ngx_http_juki_hmac_parts(jmcf->mac_key, parts, 5, mac) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(end, mac, NGX_HTTP_JUKI_MAC16);
+
+    return NGX_OK;
+}
+
+
+/* a record nobody waits for joins the call; the chain moves on */
+
+static ngx_int_t
+ngx_http_juki_append(ngx_http_juki_redis_conn_t *rc, ngx_str_t *list,
+    u_char *e, u_char *last, uint64_t seq)
+{
+    ngx_str_t  element;
+
+    element.data = e;
+    element.len = last - e;
+
+    if (ngx_http_juki_batch_add(rc, NGX_HTTP_JUKI_OP_APPEND, list, &element,
+                                NULL, 0, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc->seq = seq;
+    ngx_memcpy(rc->last_mac, last - NGX_HTTP_JUKI_MAC16, NGX_HTTP_JUKI_MAC16);
+
+    return NGX_OK;
 }
 
 

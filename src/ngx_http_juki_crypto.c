@@ -147,6 +147,37 @@ ngx_http_juki_hmac_hex(u_char *key, u_char *data, size_t len, u_char *hex)
 }
 
 
+/* the same over several parts, as if concatenated; the raw 32 bytes */
+
+ngx_int_t
+ngx_http_juki_hmac_parts(u_char *key, ngx_str_t *parts, ngx_uint_t n,
+    u_char *mac)
+{
+    size_t        len;
+    ngx_uint_t    i;
+    EVP_MAC_CTX  *ctx;
+
+    ctx = ngx_http_juki_hmac_ctx(key);
+    if (ctx == NULL || EVP_MAC_init(ctx, NULL, 0, NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (parts[i].len
+            && EVP_MAC_update(ctx, parts[i].data, parts[i].len) != 1)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (EVP_MAC_final(ctx, mac, &len, 32) != 1 || len != 32) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_juki_sha256_hex(u_char *data, size_t len, u_char *hex)
 {

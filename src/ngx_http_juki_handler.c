@@ -1183,9 +1183,9 @@ ngx_http_juki_cleanup(void *data)
 
     /* a reply that comes after the request must find nobody to resume */
 
-    if (ctx->cmd) {
-        ctx->cmd->data = NULL;
-        ctx->cmd = NULL;
+    if (ctx->slot) {
+        *ctx->slot = NULL;
+        ctx->slot = NULL;
     }
 
     if (ctx->waiting) {
@@ -1393,8 +1393,8 @@ ngx_http_juki_log_refusal(ngx_http_request_t *r)
 
     /* nobody waits for this reply: the request ends here */
 
-    ctx->cmd->data = NULL;
-    ctx->cmd = NULL;
+    *ctx->slot = NULL;
+    ctx->slot = NULL;
 
     ngx_http_juki_refusal_recorded(ctx->reason);
 

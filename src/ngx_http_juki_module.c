@@ -339,9 +339,9 @@ ngx_http_juki_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_juki_script_build(cf, jmcf) != NGX_OK) {
+    if (ngx_http_juki_batch_conf(cf, jmcf) != NGX_OK) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "juki: cannot build the redis script");
+                      "juki: cannot prepare the redis function call");
         return NGX_CONF_ERROR;
     }
 
@@ -1458,6 +1458,15 @@ ngx_http_juki_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                *value, s;
     ngx_uint_t                i;
     ngx_http_juki_anomaly_t  *rule;
+
+    /* the function's reply names a rule by a small number */
+
+    if (jmcf->anomalies.nelts == NGX_HTTP_JUKI_RULES_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "at most %d \"juki_anomaly\" rules",
+                           NGX_HTTP_JUKI_RULES_MAX);
+        return NGX_CONF_ERROR;
+    }
 
     rule = ngx_array_push(&jmcf->anomalies);
     if (rule == NULL) {

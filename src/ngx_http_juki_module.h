@@ -21,6 +21,8 @@
 #define NGX_HTTP_JUKI_WRITER_LEN      16
 #define NGX_HTTP_JUKI_AUDIT_ID_MAX    (NGX_HTTP_JUKI_WRITER_LEN + 1            \
                                        + NGX_INT64_LEN)
+#define NGX_HTTP_JUKI_MAC16           16
+#define NGX_HTTP_JUKI_WRITER_RAW      8
 #define NGX_HTTP_JUKI_MIN_KEY         32
 #define NGX_HTTP_JUKI_MAX_KEY         4096
 
@@ -141,8 +143,9 @@ typedef struct {
     ngx_array_t                  agencies;    /* of agency pointers */
     ngx_array_t                  anomalies;   /* of ngx_http_juki_anomaly_t */
 
-    ngx_str_t                    script;      /* NUL-terminated */
-    u_char                       script_sha[40];
+    /* the function library: juki_ID_batch, and the rules it is given */
+    ngx_str_t                    function;
+    ngx_str_t                    rules;
 
     ngx_hash_t                   purpose_hash;
     ngx_hash_t                   fingerprint_hash;
@@ -193,6 +196,8 @@ typedef struct {
 
 typedef struct ngx_http_juki_redis_conn_s  ngx_http_juki_redis_conn_t;
 typedef struct ngx_http_juki_cmd_s         ngx_http_juki_cmd_t;
+typedef struct ngx_http_juki_call_s        ngx_http_juki_call_t;
+typedef struct ngx_http_juki_ctx_s         ngx_http_juki_ctx_t;
 
 /* NGX_ERROR from a handler drops the connection: its chain has a gap */
 typedef ngx_int_t (*ngx_http_juki_reply_pt)(ngx_http_juki_cmd_t *cmd,
@@ -231,11 +236,20 @@ struct ngx_http_juki_redis_conn_s {
     ngx_uint_t                   attempts;
     unsigned                     connected:1; /* TCP and TLS up: may write */
 
+    /*
+     * group commit (ngx_http_juki_batch.c): calls built and not sent yet,
+     * oldest first, the last one open for more records; at most one call
+     * is in flight, so a failed call is always its writer's last
+     */
+    ngx_queue_t                  calls;
+    ngx_http_juki_call_t        *inflight;
+    ngx_event_t                  flush;
+
     /* the audit chain of the writer this connection is */
     u_char                       writer[NGX_HTTP_JUKI_WRITER_LEN];
+    u_char                       writer_raw[NGX_HTTP_JUKI_WRITER_RAW];
     uint64_t                     seq;
-    u_char                       last_mac[NGX_HTTP_JUKI_HEX_SHA256];
-    unsigned                     has_prev:1;
+    u_char                       last_mac[NGX_HTTP_JUKI_MAC16];
 };
 
 
@@ -247,6 +261,12 @@ ngx_http_juki_main_conf_t *ngx_http_juki_redis_main_conf(void);
 ngx_int_t ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc,
     int argc, const char **argv, const size_t *argvlen,
     ngx_http_juki_cmd_t *cmd);
+ngx_int_t ngx_http_juki_redis_send_tail(ngx_http_juki_redis_conn_t *rc,
+    int argc, const char **argv, const size_t *argvlen, ngx_uint_t ntail,
+    u_char *tail, size_t tail_len, ngx_http_juki_cmd_t *cmd);
+void ngx_http_juki_redis_lost(ngx_http_juki_redis_conn_t *rc,
+    const char *why);
+void ngx_http_juki_redis_up(ngx_http_juki_redis_conn_t *rc);
 ngx_http_juki_cmd_t *ngx_http_juki_cmd_alloc(void);
 void ngx_http_juki_cmd_free(ngx_http_juki_cmd_t *cmd);
 void ngx_http_juki_redis_log(ngx_log_t *log, ngx_uint_t cause,
@@ -271,10 +291,27 @@ ngx_int_t ngx_http_juki_redis_tls_verify(ngx_connection_t *c,
 
 
 
-/* the script: ngx_http_juki_script.c */
+/* group commit: ngx_http_juki_batch.c */
 
-ngx_int_t ngx_http_juki_script_build(ngx_conf_t *cf,
+#define NGX_HTTP_JUKI_BATCH_MAX       128    /* records in one call */
+#define NGX_HTTP_JUKI_RULES_MAX       64     /* juki_anomaly rules */
+
+/* how a record travels in the call (src/ngx_http_juki_function.h) */
+#define NGX_HTTP_JUKI_OP_APPEND       'P'
+#define NGX_HTTP_JUKI_OP_DENIAL       'D'
+#define NGX_HTTP_JUKI_OP_DECIDE       'R'
+
+ngx_int_t ngx_http_juki_batch_conf(ngx_conf_t *cf,
     ngx_http_juki_main_conf_t *jmcf);
+ngx_int_t ngx_http_juki_batch_add(ngx_http_juki_redis_conn_t *rc,
+    u_char op, ngx_str_t *list, ngx_str_t *element, ngx_str_t *extra,
+    ngx_uint_t nextra, ngx_http_juki_ctx_t *ctx);
+void ngx_http_juki_batch_init(ngx_http_juki_redis_conn_t *rc,
+    ngx_log_t *log);
+void ngx_http_juki_batch_abort(ngx_http_juki_redis_conn_t *rc);
+void ngx_http_juki_batch_exit(void);
+ngx_int_t ngx_http_juki_batch_decode(redisReply *reply, ngx_uint_t ngroups,
+    u_char *ops, u_char *decision, uint64_t *retry, ngx_uint_t *limit);
 
 
 /* policy: ngx_http_juki_policy.c */
@@ -305,7 +342,7 @@ ngx_int_t ngx_http_juki_cert_fingerprint(ngx_connection_t *c,
 
 /* audit records: ngx_http_juki_audit.c */
 
-typedef struct {
+struct ngx_http_juki_ctx_s {
     ngx_http_juki_agency_t      *agency;
     ngx_http_juki_purpose_t     *purpose;
     ngx_http_juki_reason_e       reason;     /* decided before Redis */
@@ -320,7 +357,11 @@ typedef struct {
     ngx_http_request_t          *request;
     u_char                       audit_id[NGX_HTTP_JUKI_AUDIT_ID_MAX];
     size_t                       audit_id_len;
-    ngx_http_juki_cmd_t         *cmd;
+    u_char                       awriter[NGX_HTTP_JUKI_WRITER_RAW];
+    uint64_t                     aseq;
+
+    /* the call's slot of this request while it waits, NULL otherwise */
+    ngx_http_juki_ctx_t        **slot;
 
     /* the outcome */
     ngx_http_juki_reason_e       outcome;
@@ -335,14 +376,16 @@ typedef struct {
     unsigned                     counted:1;  /* in a summary record only */
     unsigned                     completed:1;
     unsigned                     tallied:1;  /* in the status counters */
-} ngx_http_juki_ctx_t;
+};
 
 
 ngx_int_t ngx_http_juki_audit_request(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx);
 void ngx_http_juki_audit_completion(ngx_http_request_t *r,
     ngx_http_juki_main_conf_t *jmcf, ngx_http_juki_ctx_t *ctx);
-ngx_int_t ngx_http_juki_audit_summary(ngx_str_t *cause, time_t second,
+ngx_int_t ngx_http_juki_audit_writer(ngx_http_juki_redis_conn_t *rc);
+ngx_int_t ngx_http_juki_audit_summary(ngx_http_juki_reason_e cause,
+    time_t second,
     ngx_uint_t recorded, ngx_uint_t suppressed, ngx_str_t *id);
 ngx_int_t ngx_http_juki_record_uri(ngx_pool_t *pool, ngx_str_t *uri,
     ngx_str_t *dst);
@@ -350,9 +393,7 @@ ngx_int_t ngx_http_juki_mask(ngx_pool_t *pool, ngx_str_t *s,
     ngx_str_t *code);
 u_char *ngx_http_juki_mask_repl(ngx_str_t *code, u_char *c);
 ngx_int_t ngx_http_juki_foreign_char(ngx_str_t *code, u_char *c);
-ngx_int_t ngx_http_juki_decode_reply(redisReply *reply, ngx_uint_t decided,
-    ngx_http_juki_reason_e *outcome, uint64_t *retry_us, ngx_uint_t *limit);
-ngx_uint_t ngx_http_juki_decode_anomaly(redisReply *reply, uint64_t *count);
+ngx_uint_t ngx_http_juki_decision_code(ngx_http_juki_reason_e reason);
 
 
 /* refusals before an agency is known: ngx_http_juki_refusal.c */

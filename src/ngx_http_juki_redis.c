@@ -22,6 +22,8 @@
 #include <ngx_event_connect.h>
 #include <ngx_http.h>
 
+#include <openssl/rand.h>
+
 #include "ngx_http_juki_module.h"
 #include "ngx_http_juki_crypto.h"
 
@@ -46,8 +48,6 @@ static ngx_int_t ngx_http_juki_redis_grow(ngx_http_juki_redis_conn_t *rc,
     size_t len);
 static void ngx_http_juki_redis_flush(ngx_http_juki_redis_conn_t *rc);
 static ngx_int_t ngx_http_juki_redis_replies(ngx_http_juki_redis_conn_t *rc);
-static void ngx_http_juki_redis_lost(ngx_http_juki_redis_conn_t *rc,
-    const char *why);
 static void ngx_http_juki_redis_drop(ngx_http_juki_redis_conn_t *rc);
 static void ngx_http_juki_redis_schedule(ngx_http_juki_redis_conn_t *rc);
 static void ngx_http_juki_redis_read_handler(ngx_event_t *rev);
@@ -95,6 +95,7 @@ ngx_http_juki_redis_init_worker(ngx_cycle_t *cycle,
         rc = &ngx_http_juki_conns[i];
 
         ngx_queue_init(&rc->pending);
+        ngx_http_juki_batch_init(rc, cycle->log);
 
         /*
          * NGINX's own lines about the socket (connect(), SSL, recv())
@@ -161,6 +162,8 @@ ngx_http_juki_redis_exit_worker(void)
         ngx_queue_remove(q);
         ngx_free(ngx_queue_data(q, ngx_http_juki_cmd_t, queue));
     }
+
+    ngx_http_juki_batch_exit();
 
     ngx_http_juki_conns = NULL;
 
@@ -242,16 +245,32 @@ ngx_http_juki_redis_pick(void)
  * Appends the command to the connection's write buffer and queues it for
  * its reply.  Nothing is written here: the posted write event sends, at
  * the end of this turn of the event loop, every command queued in it, in
- * one write.  Group commit builds on that.
+ * one write.
  */
 
 ngx_int_t
 ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
     const char **argv, const size_t *argvlen, ngx_http_juki_cmd_t *cmd)
 {
+    return ngx_http_juki_redis_send_tail(rc, argc, argv, argvlen, 0, NULL, 0,
+                                         cmd);
+}
+
+
+/*
+ * The same, with NTAIL more arguments already in RESP (a call's records,
+ * formatted as they came); a deadline the caller set in cmd is kept
+ */
+
+ngx_int_t
+ngx_http_juki_redis_send_tail(ngx_http_juki_redis_conn_t *rc, int argc,
+    const char **argv, const size_t *argvlen, ngx_uint_t ntail, u_char *tail,
+    size_t tail_len, ngx_http_juki_cmd_t *cmd)
+{
     u_char            *p;
     size_t             len;
     ngx_int_t          i;
+    ngx_msec_int_t     left;
     ngx_event_t       *wev;
     ngx_connection_t  *c;
 
@@ -263,7 +282,7 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
 
     /* RESP, formatted in one pass straight into the write buffer */
 
-    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
+    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN + tail_len;
 
     for (i = 0; i < argc; i++) {
         len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
@@ -275,7 +294,8 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(rc->out + rc->out_len, "*%i\r\n", (ngx_int_t) argc);
+    p = ngx_sprintf(rc->out + rc->out_len, "*%ui\r\n",
+                    (ngx_uint_t) argc + ntail);
 
     for (i = 0; i < argc; i++) {
         p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
@@ -288,16 +308,24 @@ ngx_http_juki_redis_send(ngx_http_juki_redis_conn_t *rc, int argc,
         *p++ = '\n';
     }
 
+    if (tail_len) {
+        p = ngx_cpymem(p, tail, tail_len);
+    }
+
     rc->out_len = p - rc->out;
 
-    cmd->deadline = ngx_current_msec + ngx_http_juki_jmcf->redis->timeout;
+    if (cmd->deadline == 0) {
+        cmd->deadline = ngx_current_msec + ngx_http_juki_jmcf->redis->timeout;
+    }
+
     cmd->sent_us = ngx_http_juki_now_us();
 
     ngx_queue_insert_tail(&rc->pending, &cmd->queue);
     rc->npending++;
 
     if (!rc->timer.timer_set) {
-        ngx_add_timer(&rc->timer, ngx_http_juki_jmcf->redis->timeout);
+        left = (ngx_msec_int_t) (cmd->deadline - ngx_current_msec);
+        ngx_add_timer(&rc->timer, left > 0 ? (ngx_msec_t) left : 1);
     }
 
     /* before the connection is up, its completion writes the buffer */
@@ -558,17 +586,16 @@ ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
 
     /* a new connection is a new audit writer, its chain starts afresh */
 
-    if (ngx_http_juki_random_hex(rc->writer, NGX_HTTP_JUKI_WRITER_LEN)
-        != NGX_OK)
-    {
+    if (RAND_bytes(rc->writer_raw, NGX_HTTP_JUKI_WRITER_RAW) != 1) {
         ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
                       "juki: RAND_bytes() failed");
         ngx_http_juki_redis_drop(rc);
         return;
     }
 
+    ngx_hex_dump(rc->writer, rc->writer_raw, NGX_HTTP_JUKI_WRITER_RAW);
     rc->seq = 0;
-    rc->has_prev = 0;
+    ngx_memzero(rc->last_mac, NGX_HTTP_JUKI_MAC16);
 
     /* commands are small and go out at once, as hiredis had it */
 
@@ -579,9 +606,24 @@ ngx_http_juki_redis_connect(ngx_http_juki_redis_conn_t *rc)
         return;
     }
 
-    /* the set-up goes first in the buffer, before any request's command */
+    /*
+     * the set-up goes first in the buffer, before any request's command;
+     * the writer's first record, which says who it is, opens its first
+     * call: a missing function library shows there
+     */
 
     ngx_http_juki_redis_handshake(rc);
+
+    if (rc->peer.connection != c) {
+        return;
+    }
+
+    if (ngx_http_juki_audit_writer(rc) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_http_juki_log, 0,
+                      "juki: the writer record could not be made");
+        ngx_http_juki_redis_drop(rc);
+        return;
+    }
 
     if (n == NGX_OK && rc->peer.connection == c) {
         ngx_http_juki_redis_connected(rc);
@@ -730,7 +772,7 @@ ngx_http_juki_redis_handshake(ngx_http_juki_redis_conn_t *rc)
 
     rcf = ngx_http_juki_jmcf->redis;
 
-    for (n = 0; n < 4; n++) {
+    for (n = 0; n < 3; n++) {
 
         argc = 0;
         argv = args;
@@ -764,15 +806,6 @@ ngx_http_juki_redis_handshake(ngx_http_juki_redis_conn_t *rc)
             argl[argc++] = 6;
             args[argc] = (char *) db;
             argl[argc++] = ngx_sprintf(db, "%i", rcf->db) - db;
-            break;
-
-        case 2:
-            args[argc] = "SCRIPT";
-            argl[argc++] = 6;
-            args[argc] = "LOAD";
-            argl[argc++] = 4;
-            args[argc] = (char *) ngx_http_juki_jmcf->script.data;
-            argl[argc++] = ngx_http_juki_jmcf->script.len;
             break;
 
         default:
@@ -857,26 +890,24 @@ ngx_http_juki_redis_handshake_reply(ngx_http_juki_cmd_t *cmd,
         return NGX_ERROR;
     }
 
-    if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
-
-        if (ngx_strncmp(reply->str, ngx_http_juki_jmcf->script_sha, 40) != 0) {
-            ngx_log_error(NGX_LOG_CRIT, ngx_http_juki_log, 0,
-                          "juki: redis returned an unexpected script sha");
-            return NGX_ERROR;
-        }
-
-        /* the script is loaded: the connection is up */
-
-        if (rc->backoff) {
-            ngx_log_error(NGX_LOG_NOTICE, ngx_http_juki_log, 0,
-                          "juki: redis %V connected",
-                          &ngx_http_juki_jmcf->redis->address);
-        }
-
-        rc->backoff = 0;
-    }
+    (void) rc;
 
     return NGX_OK;
+}
+
+
+/* a call was answered: the connection works, the back-off starts over */
+
+void
+ngx_http_juki_redis_up(ngx_http_juki_redis_conn_t *rc)
+{
+    if (rc->backoff) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_http_juki_log, 0,
+                      "juki: redis %V connected",
+                      &ngx_http_juki_jmcf->redis->address);
+    }
+
+    rc->backoff = 0;
 }
 
 
@@ -1087,7 +1118,7 @@ ngx_http_juki_redis_replies(ngx_http_juki_redis_conn_t *rc)
 }
 
 
-static void
+void
 ngx_http_juki_redis_lost(ngx_http_juki_redis_conn_t *rc, const char *why)
 {
     if (!ngx_http_juki_exiting) {
@@ -1174,6 +1205,8 @@ ngx_http_juki_redis_drop(ngx_http_juki_redis_conn_t *rc)
 
         ngx_http_juki_cmd_free(cmd);
     }
+
+    ngx_http_juki_batch_abort(rc);
 
     ngx_http_juki_redis_schedule(rc);
 }

@@ -253,7 +253,7 @@ ngx_http_juki_summarise(ngx_http_juki_reason_e reason)
     id.data = buf;
     id.len = 0;
 
-    rc = ngx_http_juki_audit_summary(cause, t->second, t->recorded,
+    rc = ngx_http_juki_audit_summary(reason, t->second, t->recorded,
                                      t->suppressed, &id);
 
     if (rc == NGX_OK) {

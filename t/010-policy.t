@@ -30,7 +30,7 @@ is($decisions{'allow'}, 5, 'allowed requests audited');
 is($decisions{'deny:unverified_certificate'}, 8,
    'unverified certificates audited');
 is(scalar(grep { $_->{decision} eq 'deny:unverified_certificate'
-                 && $_->{cert} =~ /^[0-9a-f]{64}$/ } @records), 4,
+                 && $_->{cert} =~ /^[0-9a-f]{32}$/ } @records), 4,
    'the refusals of a presented certificate name its fingerprint');
 is($decisions{'deny:unknown_agency'}, 1, 'unknown agency audited');
 is($decisions{'deny:bad_purpose'}, 4, 'bad purposes audited');

@@ -27,10 +27,12 @@ sub identity_config {
     my $policy = JukiTest::policy(%o);
     my $lenient_ca = $o{lenient_ca} // "$pki/ca.pem";
     my $p = '$TEST_NGINX_RAND_PORT_1';
+    # the gateway's credential of the test Redis's ACL
+    my $auth = 'user=juki-gw password=' . JukiTest::secret('juki-gw');
     $policy =~ s/subject "([^"]*)"/subject "\L$1\E"/g if $o{lower_subjects};
 
     return <<"EOF_H";
-    juki_redis 127.0.0.1:$redis_port timeout=$timeout;
+    juki_redis 127.0.0.1:$redis_port timeout=$timeout $auth;
     juki_audit_key $key;
     juki_node test-node;
 $policy

@@ -19,7 +19,7 @@ $ENV{TEST_NGINX_REDIS3} = JukiTest::redis3_dir() . '/redis.sock';
 
 run_tests();
 
-like(JukiTest::redis3('-n', 3, 'XLEN', '"juki:{pension-service}:audit"'),
+like(JukiTest::redis3('-n', 3, 'LLEN', 'juki:{pension-service}:audit'),
      qr/^[1-9]\d*$/m, 'the records went to database 3');
 like(JukiTest::redis3('-n', 0, 'DBSIZE'), qr/^0$/m, 'and not to database 0');
 

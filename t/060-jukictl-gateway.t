@@ -1,10 +1,13 @@
 # jukictl against a running gateway: stop and resume take effect on the
-# next request and are themselves in the audit trail, which verifies; no
-# resident code is stored anywhere in Redis.
+# next request and are themselves in the audit trail (A3 K records, read
+# here from the lists), which verifies; no resident code is stored
+# anywhere in Redis.  Needs the gateway writing A3 (issue 10).
 
 use lib 't/juki';
+use lib 't/jukictl';
 use Test::Nginx::Socket 'no_plan';
 use JukiTest;
+use JukiRef;
 
 repeat_each(1);
 no_shuffle();
@@ -22,15 +25,22 @@ SKIP: {
     skip('the stop and resume blocks depend on timing: not under valgrind', 7)
         if $ENV{TEST_NGINX_USE_VALGRIND};
 
-    my @control = grep { ($_->{phase} // '') eq 'control' } audit_records();
-    my @agency = grep { $_->{_stream} eq 'juki:{pension-service}:audit' }
+    # the K records of the A3 lists (docs/proposals/a3-records.md)
+    my $r = JukiRef->connect('127.0.0.1', $ENV{TEST_NGINX_REDIS_PORT}, 0);
+    my @control;
+    for my $list ('juki:{pension-service}:audit', 'juki:{_}:audit') {
+        push @control, map { { %{ JukiRef::decode($_) }, _list => $list } }
+                       @{ $r->cmd('LRANGE', $list, 0, -1) };
+    }
+    @control = grep { $_->{type} eq 'K' } @control;
+    my @agency = grep { $_->{_list} eq 'juki:{pension-service}:audit' }
                  @control;
     is(join(',', map { "$_->{action}:$_->{scope}" } @agency),
        'stop:agency,resume:agency', 'stop and resume are in the agency trail');
     is($agency[0]{reason} // '', 'leak drill', 'with the reason given');
     ok(length($agency[0]{actor} // ''), 'and who did it');
 
-    my @global = grep { $_->{_stream} eq 'juki:{_}:audit' } @control;
+    my @global = grep { $_->{_list} eq 'juki:{_}:audit' } @control;
     is(join(',', map { "$_->{action}:$_->{scope}" } @global),
        'stop:global,resume:global', 'the global switch too');
 

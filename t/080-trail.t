@@ -1,6 +1,7 @@
 # The trail binds every decision: a gateway decision by the audit record's
-# mac (A2), a decision Redis took by the completion record the gateway
-# writes once it has read the reply (C2).  A reader of the Redis traffic
+# mac (A3: gdecision, which the decision byte must equal), a decision Redis
+# took by the completion record the gateway writes once it has read the
+# reply (C).  A reader of the Redis traffic
 # (MONITOR) who flips a stored decision with anything it saw is detected;
 # every completion names a record of its stream with the same decision,
 # once, also with log_subrequest on; NGINX's own certificate refusals under
@@ -31,8 +32,8 @@ my $mon_pid = fork();
 die "fork: $!" unless defined $mon_pid;
 if ($mon_pid == 0) {
     open(STDOUT, '>', $monitor) or POSIX::_exit(1);
-    my @cmd = ('redis-cli', '-p', juki_env('TEST_NGINX_REDIS_PORT'),
-               'MONITOR');
+    my @cmd = ('redis-cli', JukiTest::cli_auth(), '-p',
+               juki_env('TEST_NGINX_REDIS_PORT'), 'MONITOR');
     unshift @cmd, 'stdbuf', '-oL' if -x '/usr/bin/stdbuf';
     exec(@cmd) or POSIX::_exit(1);
 }
@@ -95,6 +96,7 @@ is(scalar(grep { $_->{uri} eq '/v1/residents/' } @unverified), 1,
    'the one the module refused itself (TEST 12) is recorded once');
 for my $name (qw(revoked expired untrusted)) {
     (my $want = lc $fp->{$name}[0]) =~ s/://g;
+    $want = substr($want, 0, 32);            # A3: the first 16 bytes
     my @r = grep { $_->{cert} eq $want } @nginx;
     is(scalar @r, $name eq 'revoked' ? 2 : 1,
        "the refusal of the $name certificate is recorded with its "
@@ -110,22 +112,22 @@ is(scalar @nginx, 6, 'one record per refusal by nginx, none for others');
 
 # --- flipping a decision with what the traffic showed
 
-# every quoted argument MONITOR printed, and the 64-hex ones among them
+# every argument MONITOR printed (binary: its escapes undone), and the MACs
+# of the A3 elements among them -- all a reader of the traffic holds
 my @seen;
 if (open(my $fh, '<', $monitor)) {
     while (my $l = <$fh>) {
-        while ($l =~ /"((?:[^"\\]|\\.)*)"/g) {
-            my $arg = $1;
-            $arg =~ s/\\(.)/$1/g;
-            push @seen, $arg;
-        }
+        push @seen, JukiTest::monitor_args($l);
     }
     close $fh;
 }
-my %hex = map { $_ => 1 } grep { /^[0-9a-f]{64}$/ } @seen;
-ok((grep { $_ eq 'EVALSHA' } @seen) && (grep { $_ eq 'XADD' } @seen),
-   'the reader saw the record and the completion go by');
-ok(keys %hex >= 10, 'and ' . scalar(keys %hex) . ' MACs and digests in them');
+my @elements = grep { ($_->{phase} // '') ne 'invalid' }
+               map { JukiTest::a3_decode($_) } grep { length > 20 } @seen;
+my %hex = map { $_->{mac} => 1 } @elements;
+ok((grep { $_ eq 'FCALL' } @seen)
+   && (grep { ($_->{phase} // '') eq 'done' } @elements),
+   'the reader saw the records and the completions go by');
+ok(keys %hex >= 5, 'and ' . scalar(keys %hex) . ' MACs in them');
 
 # a copy of the trail with CHANGE applied to each record (return 0 to drop)
 sub variant {
@@ -204,44 +206,38 @@ for my $op (sort keys %flip) {
     is($v_unconfirmed, 1, 'but its record is counted unconfirmed');
 }
 
-# the same flip in Redis, as the reader would make it: the stream is
-# rewritten with the stored decision swapped, the mac left as it was
+# the same flip in Redis, as the reader would make it: the list is
+# rewritten with the record's decision byte (its last, outside the mac)
+# swapped
 my ($vrc, $vout) = jukictl('verify');
 {
     my ($t) = grep { $_->{operator} eq 'op-flip' } @audit;
-    my @l = JukiTest::redis_raw('XRANGE', $t->{_stream}, '-', '+');
-    my @entries;
-    my $i = 0;
-    while ($i < @l) {
-        my $id = $l[$i++];
-        my @f;
-        while ($i < @l && $l[$i] !~ /^\d+-\d+$/) {
-            push @f, $l[$i++], $l[$i++];
-        }
-        my %h = @f;
-        if (($h{id} // '') eq $t->{id} && !exists $h{phase}) {
-            for my $k (0 .. $#f / 2) {
-                $f[2 * $k + 1] = 'deny:rate_limited'
-                    if $f[2 * $k] eq 'decision';
-            }
-        }
-        push @entries, [$id, @f];
+    my $c = JukiTest::Conn->new(user => 'juki-admin');
+    my $l = $c->cmd('LRANGE', $t->{_stream}, 0, -1);
+    my $n = 0;
+    for my $e (@$l) {
+        my $d = JukiTest::a3_decode($e);
+        next unless $d->{_type} eq 'A' && $d->{id} eq $t->{id};
+        substr($e, -1) = chr(3);             # deny:rate_limited
+        $n++;
     }
-    redis('DEL', $t->{_stream});
-    redis('XADD', $t->{_stream}, @$_) for @entries;
+    is($n, 1, 'the record to flip found in its list');
+    $c->cmd('DEL', $t->{_stream});
+    $c->cmd('RPUSH', $t->{_stream}, @$l);
+    $c->close;
 
     my ($r) = grep { $_->{id} eq $t->{id} && !exists $_->{phase} }
               audit_records();
     is($r->{decision}, 'deny:rate_limited', 'the stored decision is flipped');
     ok(check_record($r), 'the flipped record alone still verifies: its mac '
-                         . 'binds "redis", not the decision');
+                         . 'does not cover the decision byte Redis appends');
     my ($b) = JukiTest::trail_problems(audit_records());
     ok((grep { /\Q$t->{id}\E: decision deny:rate_limited, completion says allow/ }
         @$b), 'the completion record gives the flip away')
         or diag join("\n", @$b);
 
     SKIP: {
-        skip("build/jukictl does not read A2/C2 records yet: $vout", 2)
+        skip("build/jukictl does not read A3 records yet: $vout", 2)
             if $vrc != 0;
         my ($rc, $out) = jukictl('verify');
         is($rc, 1, 'jukictl verify fails after the flip');

@@ -1,8 +1,10 @@
 #!/usr/bin/perl
 
-# jukictl against a private Redis: a synthetic audit trail written by a
-# Perl reference implementation of docs/audit.md, then verify (intact and
-# tampered), report, disclose, stop/resume, usage errors.
+# jukictl against a private Redis: a synthetic A3 audit trail written by
+# a Perl reference writer (t/jukictl/JukiRef.pm, docs/proposals/
+# a3-records.md), then verify, status, report, stop/resume (their W and K
+# records decoded and checked here), function load/status, usage errors,
+# watch, disclose.  The tampers are t/jukictl-tamper.t.
 #
 # Env: TEST_NGINX_REDIS_PORT (required), TEST_NGINX_REDIS_HOST
 # (127.0.0.1), TEST_JUKICTL_DB (database number, default 13; it is
@@ -116,240 +118,58 @@ sub load {
     $redis->load($recs);
 }
 
-sub find_rec {
-    my ($recs, $writer, $seq) = @_;
-    for my $i (0 .. $#$recs) {
-        return $i if $recs->[$i]{writer} eq $writer
-                     && $recs->[$i]{seq} == $seq;
-    }
-    die "no record $writer/$seq";
-}
-
-sub find_audit {
-    my ($recs, $writer, $min) = @_;
-    for my $i (0 .. $#$recs) {
-        return $i if $recs->[$i]{writer} eq $writer
-                     && $recs->[$i]{seq} >= $min
-                     && $recs->[$i]{type} eq 'audit';
-    }
-    die "no audit record $writer/$min+";
-}
-
 my $recs = build();
 my $nrec = @$recs;
-my $w0 = sprintf('%016x', 0x5eed00);
-my $w1 = sprintf('%016x', 0x5eed01);
+my ($rc, $out, $err);
 
 # --- verify, intact ---
 
 load($recs);
-my ($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b);
+($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b);
 is($rc, 0, 'verify: intact trail passes') or diag $err;
-like($out, qr/ok: $nrec records .* in 4 streams, 4 writers/,
-     'verify: counts records, streams, writers');
+like($out, qr/^ok: $nrec records \(4 writer, \d+ audit, \d+ completion, (?#
+              )0 summary, 0 control\) in 4 lists, 4 writers$/m,
+     'verify: counts records, lists, writers');
+is($err, '', 'verify: nothing on stderr');
 
 ($rc, $out, $err) = jk('verify', '--key', $path_a);
 is($rc, 1, 'verify: a writer under an unknown key fails');
-like($err, qr/^jukictl:\ verify:\ \S+\ entry\ \d+-\d+\ writer\ 00000000005eed03
-                \ seq\ \d+:\ unknown\ kid$/x,
+like($err, qr/^jukictl:\ verify:\ juki:\{_\}:audit\ element\ \d+\ writer
+                \ 00000000005eed03\ seq\ 0:\ unknown\ kid\ $kb->{kid}$/mx,
      'verify: names the unknown kid');
 
-($rc, $out, $err) = jk('verify', '--from', $day2, '--key', $path_a,
-                       '--key', $path_b);
-is($rc, 0, 'verify --from: chains beginning inside the window pass')
-    or diag $err;
-like($out, qr/4 chains begin inside the window/, 'verify --from: says so');
+($rc, $out, $err) = jk('verify', '--from', $day2, '--key', $path_a);
+is($rc, 2, 'verify --from: refused on A3 (a usage error)');
+like($err, qr/\Ajukictl: verify --from\/--to: not supported[^\n]*\n\z/,
+     'verify --from: says so, one line');
 
-($rc, $out, $err) = jk('verify', '--from', $day1, '--to', $day1, '--key',
-                       $path_a, '--key', $path_b);
-is($rc, 0, 'verify --from --to: the first day alone passes') or diag $err;
+# --- status: today's counts (the trail is of the two days before) ---
 
-# --- verify, tampered: each on a fresh copy of the trail ---
-
-sub tampered {
-    my ($name, $edit, $want, @extra) = @_;
-    my $copy = build();
-    $edit->($copy);
-    # entry ids stay increasing per stream, as XADD requires
-    my %last;
-    for my $x (@$copy) {
-        my ($ms, $sq) = split /-/, $x->{id};
-        my $l = $last{ $x->{stream} };
-        ($ms, $sq) = ($l->[0], $l->[1] + 1)
-            if $l && ($ms < $l->[0] || ($ms == $l->[0] && $sq <= $l->[1]));
-        $x->{id} = "$ms-$sq";
-        $last{ $x->{stream} } = [ $ms, $sq ];
-    }
-    load($copy);
-    my ($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b,
-                              @extra);
-    is($rc, 1, "verify: $name is detected");
-    like($err, $want, "verify: $name is named") or diag $err;
-    is(scalar(() = $err =~ /\n/g), 1, "verify: $name: one line");
-}
-
-my $edit_seq = $recs->[find_audit($recs, $w0, 20)]{seq};
-tampered('an edited field', sub {
-    my ($r) = @_;
-    my $i = find_audit($r, $w0, 20);
-    JukiRef::set_field($r->[$i], 'uri', '/v1/residents/other');
-}, qr/^jukictl:\ verify:\ juki:\{[^}]+\}:audit\ entry\ \d+-\d+
-      \ writer\ $w0\ seq\ $edit_seq:\ bad\ mac$/x);
-
-# a decision the gateway made is bound by the mac
-tampered('an edited gateway decision', sub {
-    my ($r) = @_;
-    for my $x (@$r) {
-        next unless $x->{writer} eq $w1 && $x->{type} eq 'audit'
-                    && !JukiRef::redis_decided(JukiRef::field($x,
-                                                              'decision'))
-                    && JukiRef::field($x, 'agency') ne ''
-                    && $x->{seq} > 30;
-        JukiRef::set_field($x, 'decision', 'allow');
-        return;
-    }
-    die;
-}, qr/writer $w1 seq \d+: bad mac$/);
-
-# one Redis made is confirmed by the completion
-tampered('an edited Redis decision', sub {
-    my ($r) = @_;
-    for my $x (@$r) {
-        next unless $x->{writer} eq $w1 && $x->{type} eq 'audit'
-                    && JukiRef::field($x, 'decision') eq 'deny:stopped'
-                    && $x->{seq} > 30;
-        JukiRef::set_field($x, 'decision', 'allow');
-        return;
-    }
-    die;
-}, qr/writer $w1 seq \d+: completion says deny:stopped, its audit record (?#
-      )$w1-\d+ says allow$/);
-
-# a completion in the middle of its writer's chain
-my ($gap_seq) = map { $_->{seq} }
-                grep { $_->{writer} eq $w0 && $_->{type} eq 'done'
-                       && $_->{seq} > 30 } @$recs;
-tampered('a record deleted from the middle', sub {
-    my ($r) = @_;
-    splice @$r, find_rec($r, $w0, $gap_seq), 1;
-}, qr/writer $w0 seq ${\ ($gap_seq + 1)}: seq gap $gap_seq\.\.$gap_seq (?#
-      )missing$/);
-
-# an audit record whose completion follows it: that one names it
-my ($del_seq) = map { $_->{seq} }
-                grep { $_->{writer} eq $w0 && $_->{type} eq 'audit'
-                       && JukiRef::redis_decided(JukiRef::field($_,
-                                                                'decision'))
-                       && $_->{seq} > 30 } @$recs;
-tampered('an audit record deleted before its completion', sub {
-    my ($r) = @_;
-    splice @$r, find_rec($r, $w0, $del_seq), 1;
-}, qr/writer\ $w0\ seq\ \d+:\ (?:completion\ of\ a\ missing\ audit\ record
-      \ $w0-$del_seq|seq\ gap\ $del_seq\.\.$del_seq\ missing)$/x);
-
-tampered('two records swapped', sub {
-    my ($r) = @_;
-    # two consecutive records of one writer in the same stream: swap the
-    # contents of the two entries
-    for my $i (0 .. $#$r) {
-        next unless $r->[$i]{writer} eq $w1 && $r->[$i]{seq} > 40;
-        for my $j ($i + 1 .. $#$r) {
-            next unless $r->[$j]{writer} eq $w1;
-            last unless $r->[$j]{stream} eq $r->[$i]{stream};
-            ($r->[$i]{fields}, $r->[$j]{fields})
-                = ($r->[$j]{fields}, $r->[$i]{fields});
-            return;
+{
+    my @w = (JukiRef::writer('0000000000007d00', $ka));
+    my $t = JukiRef::trail(requests => 30, writers => \@w,
+                           agencies => \@agencies, codes => \@codes,
+                           summaries => 1, start_ms => $today * $day_ms);
+    $redis->load($t);
+    my (%allow, %deny);
+    for my $r (@$t) {
+        my $ag = $r->{agency} eq '' ? '(no agency)' : $r->{agency};
+        if ($r->{type} eq 'A') {
+            $r->{decision} eq 'allow' ? $allow{$ag}++ : $deny{$ag}++;
+        } elsif ($r->{type} eq 'S') {
+            $deny{$ag} += $r->{suppressed};
         }
     }
-    die;
-}, qr/writer $w1 seq \d+: seq out of order \(after seq \d+ in this stream\)$/);
-
-my $forge_i = find_audit($recs, $w0, 50);
-my $forge_seq = $recs->[$forge_i]{seq} + 1;
-tampered('a forged record', sub {
-    my ($r) = @_;
-    my $i = find_audit($r, $w0, 50);
-    my %f = @{ $r->[$i]{fields} };
-    my @f = @{ $r->[$i]{fields} };
-    my %new = (id => "$w0-$forge_seq", seq => $forge_seq, prev => $f{mac},
-               mac => 'ab' x 32, subject => '');
-    for (my $k = 0; $k < @f; $k += 2) {
-        $f[$k + 1] = $new{$f[$k]} if exists $new{$f[$k]};
+    ($rc, $out, $err) = jk('status');
+    is($rc, 0, 'status: exit 0') or diag $err;
+    for my $ag (sort keys %{ { %allow, %deny } }) {
+        like($out, qr/^  \Q$ag\E +${\ ($allow{$ag} \/\/ 0)} +(?#
+                      )${\ ($deny{$ag} \/\/ 0)}(  |$)/m,
+             "status: today's counts of $ag");
     }
-    splice @$r, $i + 1, 0, { %{ $r->[$i] }, fields => \@f };
-}, qr/writer $w0 seq $forge_seq: bad mac$/);
-
-tampered('a record replayed into another stream', sub {
-    my ($r) = @_;
-    my $i = find_rec($r, $w0, 10);
-    my $x = { %{ $r->[$i] } };
-    $x->{stream} = 'juki:{zz-copy}:audit';
-    $x->{id} = ($today - 1) * $day_ms + 7200000 . '-0';
-    push @$r, $x;
-}, qr/juki:\{zz-copy\}:audit\ entry\ \d+-0\ writer\ $w0\ seq\ 10:
-      \ record\ in\ the\ wrong\ stream\ for\ its\ agency$/x);
-
-tampered('a field added to a record', sub {
-    my ($r) = @_;
-    push @{ $r->[find_rec($r, $w1, 12)]{fields} }, 'note', 'hello';
-}, qr/writer $w1 seq 12: malformed record \(wrong field list\)$/);
-
-tampered('a record deleted inside a window', sub {
-    my ($r) = @_;
-    for my $x (@$r) {
-        next unless $x->{writer} eq $w0 && $x->{seq} > 1
-                    && $x->{id} =~ /^(\d+)-/ && $1 >= ($today - 1) * $day_ms
-                    && $x->{id} !~ /^9/;
-        my $s = $x->{seq} + 5;
-        @$r = grep { !($_->{writer} eq $w0 && $_->{seq} == $s) } @$r;
-        return;
-    }
-    die;
-}, qr/writer $w0 seq \d+: seq gap \d+\.\.\d+ missing$/, '--from', $day2);
-
-tampered('a record replayed next to itself', sub {
-    my ($r) = @_;
-    my $i = find_audit($r, $w1, 15);
-    splice @$r, $i + 1, 0, { %{ $r->[$i] } };
-}, qr/writer $w1 seq \d+: seq repeat$/);
-
-# entry ids are not covered by the mac, but ts is, and the two must agree
-tampered('a record replayed much later in its stream', sub {
-    my ($r) = @_;
-    my $x = { %{ $r->[find_audit($r, $w1, 15)] } };
-    $x->{id} = ($today - 1) * $day_ms + 80000000 . '-0';
-    push @$r, $x;
-}, qr/writer $w1 seq \d+: ts \d+ ms before its entry id$/);
-
-# cross-stream skew: a record ahead of its predecessor by 2 s of entry
-# time (a clock stepped back) passes by default, not with --max-skew 1000
-{
-    my $w = JukiRef::writer('00000000000dead1', $ka);
-    my $t = ($today - 1) * $day_ms + 5000000;
-    # seq 3 and 5 land 2 s late in their stream (and their ts agrees:
-    # the clock stepped)
-    my @at = map { $t + 100 * $_ } 0 .. 5;
-    @at[2, 4] = ($t + 2500, $t + 2600);
-    my @r;
-    for my $s (1 .. 6) {
-        my $ag = $s % 2 ? 'city-a' : 'pref.b';
-        push @r, { stream => "juki:{$ag}:audit", id => $at[$s - 1] . '-0',
-                   fields => JukiRef::record($w, 'audit', ts => $at[$s - 1],
-                       node => 'gw', agency => $ag, kind => 'municipality',
-                       cert => '', operator => 'op', purpose => 'tax.local',
-                       subject => '', method => 'GET', uri => '/v1/',
-                       decision => 'deny:purpose_not_permitted') };
-    }
-    $redis->cmd('FLUSHDB');
-    $redis->load(\@r);
-    ($rc, $out, $err) = jk('verify', '--key', $path_a);
-    is($rc, 0, 'verify: records 2 s out of order across streams pass')
-        or diag $err;
-    like($out, qr/waited for a predecessor/, 'verify: the reorder buffer');
-    ($rc, $out, $err) = jk('verify', '--key', $path_a, '--max-skew', '1s');
-    is($rc, 1, 'verify --max-skew 1s: the same is a gap');
-    like($err, qr/writer 00000000000dead1 seq 6: seq gap 5\.\.5 missing$/,
-         'verify --max-skew: names it');
+    ($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b);
+    is($rc, 0, 'verify: the trail plus today passes') or diag $err;
+    load($recs);
 }
 
 # --- report ---
@@ -358,9 +178,8 @@ load($recs);
 
 my (%prov, %deny, $nprov, $ndeny);
 for my $x (@$recs) {
-    next unless $x->{type} eq 'audit';
-    my ($ag, $pu, $de) = map { JukiRef::field($x, $_) }
-                         qw(agency purpose decision);
+    next unless $x->{type} eq 'A';
+    my ($ag, $pu, $de) = @$x{qw(agency purpose decision)};
     if ($de eq 'allow') { $prov{"$ag|$pu"}++; $nprov++ }
     else { $deny{"$ag|" . substr($de, 5)}++; $ndeny++ }
 }
@@ -434,23 +253,40 @@ like($out, qr/"survivor" \\\| pensions/, 'report md: pipe escaped');
 ($rc, $out, $err) = jk('report', '--from', $day2, '--to', $day2,
                        '--format', 'json', @keys);
 $j = decode_json($out);
-my $n2 = grep { $_->{type} eq 'audit' && JukiRef::field($_, 'decision') eq
-                'allow' && $_->{id} =~ /^(\d+)/
-                && $1 >= ($today - 1) * $day_ms }
+my $n2 = grep { $_->{type} eq 'A' && $_->{decision} eq 'allow'
+                && $_->{ts} >= ($today - 1) * $day_ms }
          @$recs;
-is($j->{totals}{provisions}, $n2, 'report: the window is by entry time');
+is($j->{totals}{provisions}, $n2, 'report: the window is by ts');
 
 ($rc, $out) = jk('report', '--from', '2001-01-01', '--to', '2001-12-31',
                  '--format', 'json', @keys);
 is(decode_json($out)->{totals}{provisions}, 0, 'report: empty period');
 
+# a flipped decision: named, left out, exit 1
+{
+    my $i = 0;
+    my %n;
+    my ($x) = grep { $_->{type} eq 'A' && $_->{decision} eq 'allow' }
+              map { $_->{idx} = $n{ $_->{list} }++; $_ } @$recs;
+    $redis->cmd('LSET', $x->{list}, $x->{idx},
+                substr($x->{el}, 0, -1) . chr(2));
+    ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                           '--format', 'json', @keys);
+    is($rc, 1, 'report: a flipped decision exits 1');
+    like($err, qr/decision flip.*\n.*1 record or stream failed verification/s,
+         'report: names it and says it is left out');
+    $j = eval { decode_json($out) } // {};
+    is($j->{totals}{provisions} // -1, $nprov - 1,
+       'report: the flipped record is left out');
+    load($recs);
+}
+
 # --- disclose ---
 
 my $code = $codes[3];
 my @want = sort map { my $x = $_;
-                      join '|', map { JukiRef::field($x, $_) }
-                                qw(ts agency purpose decision) }
-           grep { $_->{type} eq 'audit' && $_->{resident} eq $code } @$recs;
+                      join '|', @$x{qw(ts agency purpose decision)} }
+           grep { $_->{type} eq 'A' && $_->{resident} eq $code } @$recs;
 ok(@want > 5, 'disclose: the resident has accesses (' . @want . ')');
 
 ($rc, $out, $err) = jk('disclose', '--format', 'json', '--key', $path_a,
@@ -481,7 +317,7 @@ unlike($out, qr/"op\d+"|operator/, 'disclose: operator ids withheld');
 
 ($rc, $out) = jk('disclose', '--resident-code', '-', '--format', 'json',
                  '--key', $path_a, \"$code\n");
-my $only_a = grep { $_->{type} eq 'audit' && $_->{resident} eq $code
+my $only_a = grep { $_->{type} eq 'A' && $_->{resident} eq $code
                     && $_->{key} == $ka } @$recs;
 is(decode_json($out)->{count}, $only_a,
    'disclose: with one key, the records under that key');
@@ -503,6 +339,22 @@ is(@rows - 1, scalar(grep { (split /\|/)[0] >= ($today - 1) * $day_ms } @want),
 ($rc, $out) = jk('disclose', '--format', 'json', '--key', $path_a,
                  \"999999999999\n");
 is(decode_json($out)->{count}, 0, 'disclose: an unknown code has none');
+
+# a failed record is left out, and the exit status says so
+{
+    my %n;
+    my ($x) = grep { $_->{type} eq 'A' && $_->{resident} eq $code }
+              map { $_->{idx} = $n{ $_->{list} }++; $_ } @$recs;
+    (my $e = $x->{el}) =~ s{/v1/residents/}{/v1/residentZ/};
+    $redis->cmd('LSET', $x->{list}, $x->{idx}, $e);
+    ($rc, $out, $err) = jk('disclose', '--format', 'json', '--key', $path_a,
+                           '--key', $path_b, \"$code\n");
+    is($rc, 1, 'disclose: an edited record exits 1');
+    like($err, qr/bad mac/, 'disclose: names it');
+    is((eval { decode_json($out) } // {})->{count} // -1, @want - 1,
+       'disclose: the edited record is left out');
+    load($recs);
+}
 
 # --- stop / resume ---
 
@@ -529,13 +381,59 @@ like($out, qr{operator +city-a/op\.7 +odd pattern}, 'status: operator switch');
 like($out, qr/ping +[\d.]+ ms/, 'status: ping');
 like($out, qr/role +master/, 'status: role');
 
-my $ctl = $redis->cmd('XREVRANGE', 'juki:{city-a}:audit', '+', '-', 'COUNT',
-                      1);
-my %cf = @{ $ctl->[0][1] };
-is_deeply([ @cf{qw(phase action scope agency operator reason seq prev)} ],
-          [ 'control', 'stop', 'operator', 'city-a', 'op.7', 'odd pattern',
-            1, '' ], 'stop: control record fields');
-is($cf{kid}, $ka->{kid}, 'stop: control record kid');
+# the last W of juki:{_}:audit and the last K of a list, decoded here
+sub take_varint {
+    my ($r) = @_;
+    my ($v, $sh) = (0, 0);
+    while (1) {
+        my $b = ord(substr($$r, 0, 1, ''));
+        $v |= ($b & 0x7f) << $sh;
+        last unless $b & 0x80;
+        $sh += 7;
+    }
+    return $v;
+}
+sub take_str { my ($r) = @_; my $n = take_varint($r);
+               return substr($$r, 0, $n, '') }
+
+sub control {
+    my ($list, $agency) = @_;
+    my $w = $redis->cmd('LINDEX', 'juki:{_}:audit', -1);
+    my $k = $redis->cmd('LINDEX', $list, -1);
+    $w = $redis->cmd('LINDEX', 'juki:{_}:audit', -2)
+        if $list eq 'juki:{_}:audit';
+    my %c;
+    my $b = $k;
+    $c{type} = substr($b, 0, 1, '');
+    $c{writer} = unpack('H16', substr($b, 0, 8, ''));
+    $c{seq} = take_varint(\$b);
+    $c{ts} = unpack('Q>', "\0\0" . substr($b, 0, 6, ''));
+    $c{action} = ord(substr($b, 0, 1, ''));
+    $c{scope} = ord(substr($b, 0, 1, ''));
+    $c{operator} = take_str(\$b);
+    $c{reason} = take_str(\$b);
+    $c{actor} = take_str(\$b);
+    $c{rest} = length $b;
+    $c{wtype} = substr($w, 0, 1);
+    $c{wwriter} = unpack('H16', substr($w, 1, 8));
+    $c{kid} = unpack('H16', substr($w, 15, 8));
+    $c{role} = ord(substr($w, -17, 1));
+    my $wmac = JukiRef::mac16($ka, '_', "\0" x 16, substr($w, 0, -16));
+    $c{wmac_ok} = $wmac eq substr($w, -16) ? 1 : 0;
+    $c{kmac_ok} = JukiRef::mac16($ka, $agency, $wmac, substr($k, 0, -16))
+                  eq substr($k, -16) ? 1 : 0;
+    return \%c;
+}
+
+my $cf = control('juki:{city-a}:audit', 'city-a');
+is_deeply([ @$cf{qw(type seq action scope operator reason rest)} ],
+          [ 'K', 1, 1, 3, 'op.7', 'odd pattern', 16 ],
+          'stop: K record fields');
+ok(abs($cf->{ts} - time() * 1000) < 60000, 'stop: K record ts');
+is_deeply([ @$cf{qw(wtype wwriter kid role)} ],
+          [ 'W', $cf->{writer}, $ka->{kid}, 2 ],
+          'stop: its W record, in juki:{_}:audit, role 2, the key\'s kid');
+is("$cf->{wmac_ok} $cf->{kmac_ok}", '1 1', 'stop: W and K macs chain');
 
 ($rc) = jk('resume', '--agency', 'city-a', '--operator', 'OP.7', '--key',
            $path_a);
@@ -544,15 +442,14 @@ is($redis->cmd('EXISTS', 'juki:{city-a}:stop:op:op.7'), 0,
    'resume: operator key deleted');
 ($rc) = jk('resume', '--reason', 'all clear', '--key', $path_a);
 is($redis->cmd('EXISTS', 'juki:stop'), 0, 'resume: global key deleted');
-my $g = $redis->cmd('XREVRANGE', 'juki:{_}:audit', '+', '-', 'COUNT', 1);
-%cf = @{ $g->[0][1] };
-is("$cf{action} $cf{scope} $cf{reason}", 'resume global all clear',
-   'resume: control record in juki:{_}:audit');
+$cf = control('juki:{_}:audit', '_');
+is("$cf->{action} $cf->{scope} $cf->{reason} $cf->{kmac_ok}",
+   '2 1 all clear 1', 'resume: K record in juki:{_}:audit');
 
 ($rc, $out, $err) = jk('verify', '--key', $path_a, '--key', $path_b);
 is($rc, 0, 'verify: trail plus control records passes') or diag $err;
-like($out, qr/\(\d+ audit, \d+ completion, 0 summary, 5 control\)/,
-     'verify: control records counted');
+like($out, qr/\(\d+ writer, \d+ audit, \d+ completion, 0 summary, (?#
+              )5 control\)/, 'verify: control records counted');
 
 # --- function load / status ---
 
@@ -643,12 +540,6 @@ for my $case (
     [ 'unknown command', 'frobnicate' ],
     [ 'unknown option', 'status', '--bogus' ],
     [ 'option of another command', 'status', '--reason', 'x' ],
-    [ 'missing value', 'report', '--from' ],
-    [ 'report without --to', 'report', '--from', $day1 ],
-    [ 'bad date', 'report', '--from', '2024-02-30', '--to', '2024-03-01' ],
-    [ 'reversed dates', 'report', '--from', $day2, '--to', $day1 ],
-    [ 'bad format', 'report', '--from', $day1, '--to', $day2, '--format',
-      'xml' ],
     [ 'stop without reason', 'stop', '--key', $path_a ],
     [ 'operator without agency', 'stop', '--operator', 'x', '--reason',
       'r', '--key', $path_a ],
@@ -657,13 +548,17 @@ for my $case (
     [ 'short key', 'verify', '--key', $path_short ],
     [ 'missing key file', 'verify', '--key', "$dir/nonexistent" ],
     [ 'no key', 'verify' ],
+    [ 'password on the command line', 'status', '--password', 'pw' ],
+    [ 'missing value', 'verify', '--max-skew' ],
     [ 'disclose without code on stdin', 'disclose', '--key', $path_a ],
     [ 'empty code on stdin', 'disclose', '--key', $path_a, \"\n" ],
     [ 'code on the command line', 'disclose', '--resident-code',
       '123456789012', '--key', $path_a ],
-    [ 'empty code on the command line', 'disclose', '--resident-code', '',
-      '--key', $path_a ],
-    [ 'password on the command line', 'status', '--password', 'pw' ],
+    [ 'report without --to', 'report', '--from', $day1 ],
+    [ 'bad date', 'report', '--from', '2024-02-30', '--to', '2024-03-01' ],
+    [ 'reversed dates', 'report', '--from', $day2, '--to', $day1 ],
+    [ 'bad format', 'report', '--from', $day1, '--to', $day2, '--format',
+      'xml' ],
     [ 'missing password file', 'status', '--password-file',
       "$dir/nonexistent" ],
     [ 'user without password', 'status', '--user', 'u' ],
@@ -684,10 +579,6 @@ for my $case (
     unlike($err, qr/123456789012|\bpw\b/, "usage: $name: no secret echoed");
 }
 
-($rc, $out, $err) = jk('disclose', '--resident-code', '123456789012',
-                       '--key', $path_a);
-like($err, qr/on the command line shows in the process list; give it on (?#
-              )standard input/, 'disclose: a literal code: says why');
 ($rc, $out, $err) = jk('status', '--password', 'pw');
 like($err, qr/JUKI_REDIS_PASSWORD or give --password-file/,
      'a literal password: says what to use');
@@ -699,7 +590,6 @@ like($out, qr/usage: jukictl verify/, 'verify --help');
 # --- unreachable Redis ---
 
 for my $cmd ([ 'status' ], [ 'verify', '--key', $path_a ],
-             [ 'report', '--from', $day1, '--to', $day2, '--key', $path_a ],
              [ 'stop', '--reason', 'x', '--key', $path_a ]) {
     ($rc, $out, $err) = jk(@$cmd, '--redis', '127.0.0.1:1');
     is($rc, 2, "unreachable Redis: $cmd->[0] exits 2");

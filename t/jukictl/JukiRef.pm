@@ -1,156 +1,156 @@
-# Reference implementation of docs/audit.md, for t/jukictl*.t and
-# t/jukictl/gen.pl: key derivation, the four record types (A2 audit, C2
-# completion, S1 summary, K1 control), a synthetic trail, and a small RESP
-# client (core Perl only).
+# Reference writer of A3 records (docs/proposals/a3-records.md, "The A3
+# record format (contract)"), for t/jukictl*.t and t/jukictl/gen.pl: key
+# derivation, the five record types (W writer, A audit, C completion, S
+# summary, K control) chained per writer with mac16, a synthetic trail,
+# and a small RESP client (core Perl only).
 
 package JukiRef;
 
 use strict;
 use warnings;
 
-use Digest::SHA qw(sha256_hex hmac_sha256 hmac_sha256_hex);
+use Digest::SHA qw(sha256 sha256_hex hmac_sha256);
 use IO::Socket::INET;
 
-our @AUDIT = qw(id ts node writer seq kid agency kind cert operator purpose
-                subject method uri decision prev mac);
-our @DONE = qw(id phase ts node writer seq kid decision status bytes
-               upstream_ms prev mac);
-our @SUMMARY = qw(id phase ts node writer seq kid cause second recorded
-                  suppressed prev mac);
-our @CONTROL = qw(id phase ts node writer seq kid action scope agency
-                  operator reason actor prev mac);
-# decided by the gateway (bound by the audit record's mac) ...
-our @GATEWAY_REASONS = qw(unverified_certificate unknown_agency bad_request
-                          bad_purpose bad_operator purpose_not_permitted
-                          resident_code_forbidden);
-# ... and by Redis (confirmed by a completion record)
-our @REDIS_DECISIONS = qw(allow deny:stopped deny:rate_limited);
-our @REASONS = (@GATEWAY_REASONS, qw(stopped rate_limited));
+our %CODE = (
+    'allow' => 1, 'deny:stopped' => 2, 'deny:rate_limited' => 3,
+    'deny:unverified_certificate' => 16, 'deny:unknown_agency' => 17,
+    'deny:bad_request' => 18, 'deny:bad_purpose' => 19,
+    'deny:bad_operator' => 20, 'deny:purpose_not_permitted' => 21,
+    'deny:resident_code_forbidden' => 22,
+);
+our %KIND = ('' => 0, national => 1, prefecture => 2, municipality => 3,
+             designated => 4, private => 5);
 
-my %REDIS_DECIDED = map { $_ => 1 } @REDIS_DECISIONS;
+sub redis_decided { my $c = $CODE{ $_[0] } // die "bad decision $_[0]";
+                    return $c <= 3 ? 1 : 0 }
 
-# the bound of an audit record's mac: the decision, or "redis"
-sub bound {
-    my ($decision) = @_;
-    return $REDIS_DECIDED{$decision} ? 'redis' : $decision;
+sub varint {
+    my ($v) = @_;
+    my $o = '';
+    do {
+        my $b = $v & 0x7f;
+        $v >>= 7;
+        $o .= chr($v ? $b | 0x80 : $b);
+    } while ($v);
+    return $o;
 }
 
-sub redis_decided { return $REDIS_DECIDED{ $_[0] } ? 1 : 0 }
+sub str { return varint(length $_[0]) . $_[0] }
 
-sub ns { my ($v) = @_; return length($v) . ':' . $v . ',' }
+sub u48 { return substr(pack('Q>', $_[0]), 2) }
 
 sub key {
     my ($raw) = @_;
     return {
-        raw   => $raw,
-        kid   => substr(sha256_hex($raw), 0, 16),
-        k_mac => hmac_sha256('juki-chain-v1', $raw),
-        k_sub => hmac_sha256('juki-subject-v1', $raw),
+        raw     => $raw,
+        kid     => substr(sha256_hex($raw), 0, 16),
+        kid_raw => substr(sha256($raw), 0, 8),
+        k_mac   => hmac_sha256('juki-chain-v1', $raw),
+        k_sub   => hmac_sha256('juki-subject-v1', $raw),
     };
 }
 
+# 16 raw bytes, '' for no code
 sub pseudonym {
     my ($key, $code) = @_;
     return '' if $code eq '';
-    return hmac_sha256_hex($code, $key->{k_sub});
+    return substr(hmac_sha256($code, $key->{k_sub}), 0, 16);
 }
 
+sub mac16 {
+    my ($key, $agency, $prev, $body) = @_;
+    return substr(hmac_sha256('juki-v3' . str($agency) . $prev . $body,
+                              $key->{k_mac}), 0, 16);
+}
+
+sub list_of { return 'juki:{' . ($_[0] eq '' ? '_' : $_[0]) . '}:audit' }
+
+# a writer: NAME is 16 hex digits
 sub writer {
     my ($name, $key) = @_;
-    return { name => $name, key => $key, seq => 0, prev => '' };
+    return { name => $name, raw => pack('H16', $name), key => $key,
+             seq => -1, prev => "\0" x 16 };
 }
 
-# fields: hash of the record's values except id writer seq kid prev mac
-# (and phase; a completion's id is the audit id it completes); returns
-# [name, value, ...] in contract order.  An audit record's mac binds
-# bound(decision), or $f{bound} when given (to forge one in a test).
+# builds the writer's next record; returns { list, el, type, writer, seq,
+# ... }.  %f: the record's fields by name (see the contract); for A,
+# decision is a name ('allow', 'deny:...'); {agency} picks the list.
 sub record {
     my ($w, $type, %f) = @_;
     my $seq = ++$w->{seq};
-    my ($tag, @names) = $type eq 'audit' ? ('A2', @AUDIT)
-                      : $type eq 'done' ? ('C2', @DONE)
-                      : $type eq 'summary' ? ('S1', @SUMMARY)
-                      : ('K1', @CONTROL);
-    my $bound = delete $f{bound};
-    $f{id} //= "$w->{name}-$seq";
-    $f{phase} = $type if $type eq 'done' || $type eq 'summary';
-    $f{phase} = 'control' if $type eq 'control';
-    $f{writer} = $w->{name};
-    $f{seq} = $seq;
-    $f{kid} = $w->{key}{kid};
-    $f{prev} = $w->{prev};
-    my @covered = grep { $_ ne 'mac'
-                         && !($type eq 'audit' && $_ eq 'decision') } @names;
-    my $m = $tag . join '', map { ns($f{$_} // '') } @covered;
-    $m .= ns($bound // bound($f{decision} // '')) if $type eq 'audit';
-    $f{mac} = hmac_sha256_hex($m, $w->{key}{k_mac});
-    $w->{prev} = $f{mac};
-    return [ map { ($_, $f{$_} // '') } @names ];
-}
-
-sub field {
-    my ($rec, $name) = @_;
-    my @f = @{ $rec->{fields} };
-    for (my $i = 0; $i < @f; $i += 2) {
-        return $f[$i + 1] if $f[$i] eq $name;
+    my $agency = $type eq 'W' ? '' : $f{agency} // '';
+    my $ts = $f{ts} // die 'ts';
+    my $body = $type . $w->{raw};
+    $body .= $type eq 'W' ? u48($ts) : varint($seq) . u48($ts);
+    my $dec;
+    if ($type eq 'W') {
+        $body .= $w->{key}{kid_raw} . str($f{node} // 'gw-1')
+               . chr($f{role} // 1);
+    } elsif ($type eq 'A') {
+        $dec = $CODE{ $f{decision} } // die "decision $f{decision}";
+        my $g = $f{gdecision} // ($dec >= 16 ? $dec : 0);
+        $body .= chr($KIND{ $f{kind} // '' }) . str($f{cert} // '')
+               . str($f{subject} // '') . str($f{operator} // '')
+               . str($f{purpose} // '') . str($f{method} // 'GET')
+               . str($f{uri} // '') . chr($g);
+    } elsif ($type eq 'C') {
+        $body .= pack('H16', $f{awriter} // $w->{name}) . varint($f{aseq})
+               . chr($CODE{ $f{decision} }) . varint($f{status} // 200)
+               . varint($f{bytes} // 0) . varint($f{upstream} // 0);
+    } elsif ($type eq 'S') {
+        $body .= chr($f{cause}) . varint($f{second}) . varint($f{recorded})
+               . varint($f{suppressed});
+    } elsif ($type eq 'K') {
+        $body .= chr($f{action}) . chr($f{scope}) . str($f{operator} // '')
+               . str($f{reason} // '') . str($f{actor} // '');
+    } else {
+        die "type $type";
     }
-    return undef;
+    my $mac = mac16($w->{key}, $agency eq '' ? '_' : $agency, $w->{prev},
+                    $body);
+    $w->{prev} = $mac;
+    my $el = $body . $mac;
+    $el .= chr($f{final} // $dec) if $type eq 'A';
+    return { %f, list => list_of($agency), el => $el, type => $type,
+             writer => $w->{name}, seq => $seq, key => $w->{key},
+             agency => $agency };
 }
 
-sub set_field {
-    my ($rec, $name, $value) = @_;
-    my $f = $rec->{fields};
-    for (my $i = 0; $i < @$f; $i += 2) {
-        if ($f->[$i] eq $name) { $f->[$i + 1] = $value; return }
-    }
-    die "no field $name";
-}
-
-# a synthetic trail (returned, or passed record by record to emit);
-# entry ids are assigned as Redis does (per stream:
-# ms-0, ms-1, ... within one millisecond), so records of one writer in
-# different streams within one ms come out of a merge by id swapped.
-# Every request Redis decided (allow, stopped, rate_limited) gets its
-# completion, in the same stream, when its writer next writes; with
-# summaries => 1 a summary record of suppressed refusals follows now and
-# then an unknown-agency refusal.
+# a synthetic trail: a W per writer, then N requests; every request Redis
+# decided (allow, stopped, rate_limited) gets its C record, in the same
+# list, when its writer next writes; with summaries => 1 an S record
+# follows now and then an unknown-agency refusal.  Records are returned
+# in list order (or passed one by one to emit).
 sub trail {
     my (%o) = @_;
-    my $n = $o{requests};
     my @writers = @{ $o{writers} };
     my @agencies = @{ $o{agencies} };     # [name, kind, [purposes]]
     my @codes = @{ $o{codes} };
     my $ms = $o{start_ms};
-    my $step = $o{step_ms} // 1;
-    my (%last, @recs, %todo);
+    my (@recs, %todo);
     my $rand = $o{rand} // sub { int(rand($_[0])) };
-
+    my $add = sub {
+        my $rec = record(@_);
+        if ($o{emit}) { $o{emit}->($rec) } else { push @recs, $rec }
+        $ms += $rand->(3) == 0 ? 1 : 0;
+    };
     my $status = sub {
         return $_[0] eq 'allow' ? 200 : $_[0] eq 'deny:stopped' ? 503 : 429;
     };
 
-    my $add = sub {
-        my ($w, $agency, $type, %f) = @_;
-        my $stream = 'juki:{' . ($agency eq '' ? '_' : $agency) . '}:audit';
-        my $fields = record($w, $type, %f);
-        my ($lms, $lsq) = @{ $last{$stream} // [-1, 0] };
-        my $id = $ms > $lms ? "$ms-0" : "$lms-" . ($lsq + 1);
-        $last{$stream} = [ split /-/, $id ];
-        my $rec = { stream => $stream, id => $id, fields => $fields,
-                    writer => $w->{name}, seq => $w->{seq}, type => $type,
-                    key => $w->{key}, resident => $f{resident} };
-        if ($o{emit}) { $o{emit}->($rec) } else { push @recs, $rec }
-        $ms += $rand->(3) == 0 ? $step : 0;
-    };
+    for my $w (@writers) {
+        $add->($w, 'W', ts => $ms) if $w->{seq} < 0;
+    }
 
-    for my $i (1 .. $n) {
+    for my $i (1 .. $o{requests}) {
         my $w = $writers[$rand->(scalar @writers)];
         if (my $t = shift @{ $todo{$w->{name}} // [] }) {
-            my $allow = $t->{decision} eq 'allow';
-            $add->($w, $t->{agency}, 'done', id => $t->{id}, ts => $ms,
-                   node => 'gw-1', decision => $t->{decision},
+            $add->($w, 'C', agency => $t->{agency}, ts => $ms,
+                   aseq => $t->{seq}, decision => $t->{decision},
                    status => $status->($t->{decision}), bytes => 100 + $i,
-                   upstream_ms => $allow ? $rand->(50) : '');
+                   upstream => $t->{decision} eq 'allow'
+                               ? 1 + $rand->(50) : 0);
         }
         my $ai = $rand->(scalar(@agencies) + 1);
         my ($agency, $kind, $purposes) = $ai < @agencies
@@ -163,41 +163,82 @@ sub trail {
                      : 'deny:' . (qw(stopped rate_limited
                                      purpose_not_permitted
                                      bad_request))[$r - 7];
-        my $id = "$w->{name}-" . ($w->{seq} + 1);
-        $add->($w, $agency, 'audit', ts => $ms, node => 'gw-1',
-               agency => $agency, kind => $kind,
-               cert => sha256_hex("cert-$agency"), operator => "op$i",
-               purpose => $purpose,
+        $add->($w, 'A', agency => $agency, ts => $ms, kind => $kind,
+               cert => substr(sha256("cert-$agency"), 0, 16),
+               operator => "op$i", purpose => $purpose,
                subject => pseudonym($w->{key}, $code), method => 'GET',
                uri => '/v1/residents/', decision => $decision,
                resident => $code);
-        push @{ $todo{$w->{name}} }, { agency => $agency, id => $id,
+        push @{ $todo{$w->{name}} }, { agency => $agency, seq => $w->{seq},
                                        decision => $decision }
             if redis_decided($decision);
         if ($o{summaries} && $agency eq '' && $rand->(2) == 0) {
-            $add->($w, '', 'summary', ts => $ms, node => 'gw-1',
-                   cause => 'unknown_agency', second => int($ms / 1000),
-                   recorded => 1, suppressed => 1 + $rand->(5));
+            $add->($w, 'S', ts => $ms, cause => 17,
+                   second => int($ms / 1000), recorded => 1,
+                   suppressed => 1 + $rand->(5));
         }
     }
 
-    # the completions still owed
-    for my $w (@writers) {
-        while (my $t = shift @{ $todo{$w->{name}} // [] }) {
-            $add->($w, $t->{agency}, 'done', id => $t->{id}, ts => $ms,
-                   node => 'gw-1', decision => $t->{decision},
-                   status => $status->($t->{decision}), bytes => 1,
-                   upstream_ms => '');
+    # the completions still owed, unless the test wants some missing
+    unless ($o{owe}) {
+        for my $w (@writers) {
+            while (my $t = shift @{ $todo{$w->{name}} // [] }) {
+                $add->($w, 'C', agency => $t->{agency}, ts => $ms,
+                       aseq => $t->{seq}, decision => $t->{decision},
+                       status => $status->($t->{decision}), bytes => 1);
+            }
         }
     }
 
     return \@recs;
 }
 
-sub xadd_args {
-    my ($rec) = @_;
-    return ('XADD', $rec->{stream}, $rec->{id}, @{ $rec->{fields} });
+# decodes one element (no checks beyond the layout): a hash of its
+# fields, decision names for codes, action/scope names for K
+my %NAME = reverse %CODE;
+sub decode {
+    my ($el) = @_;
+    my $b = $el;
+    my $u8 = sub { ord(substr($b, 0, 1, '')) };
+    my $vi = sub {
+        my ($v, $sh) = (0, 0);
+        while (1) { my $c = $u8->(); $v |= ($c & 0x7f) << $sh;
+                    last unless $c & 0x80; $sh += 7 }
+        return $v;
+    };
+    my $st = sub { my $n = $vi->(); return substr($b, 0, $n, '') };
+    my %r = (type => substr($b, 0, 1, ''),
+             writer => unpack('H16', substr($b, 0, 8, '')));
+    $r{seq} = $r{type} eq 'W' ? 0 : $vi->();
+    $r{ts} = unpack('Q>', "\0\0" . substr($b, 0, 6, ''));
+    if ($r{type} eq 'W') {
+        $r{kid} = unpack('H16', substr($b, 0, 8, ''));
+        $r{node} = $st->();
+        $r{role} = $u8->();
+    } elsif ($r{type} eq 'A') {
+        $r{decision} = $NAME{ ord(substr($b, -1, 1, '')) };
+        $r{kind} = $u8->();
+        $r{$_} = $st->() for qw(cert subject operator purpose method uri);
+        $r{gdecision} = $u8->();
+    } elsif ($r{type} eq 'C') {
+        $r{awriter} = unpack('H16', substr($b, 0, 8, ''));
+        $r{aseq} = $vi->();
+        $r{decision} = $NAME{ $u8->() };
+        $r{$_} = $vi->() for qw(status bytes upstream);
+    } elsif ($r{type} eq 'S') {
+        $r{cause} = $u8->();
+        $r{$_} = $vi->() for qw(second recorded suppressed);
+    } elsif ($r{type} eq 'K') {
+        $r{action} = (undef, 'stop', 'resume')[ $u8->() ];
+        $r{scope} = (undef, 'global', 'agency', 'operator')[ $u8->() ];
+        $r{$_} = $st->() for qw(operator reason actor);
+    }
+    $r{mac} = substr($b, 0, 16, '');
+    $r{rest} = length $b;
+    return \%r;
 }
+
+sub rpush_args { return ('RPUSH', $_[0]{list}, $_[0]{el}) }
 
 sub resp {
     my $o = '*' . scalar(@_) . "\r\n";
@@ -258,7 +299,7 @@ sub reply {
 
 sub load {
     my ($self, $recs) = @_;
-    $self->pipeline(map { [ xadd_args($_) ] } @$recs);
+    $self->pipeline(map { [ rpush_args($_) ] } @$recs);
 }
 
 1;

@@ -1,10 +1,9 @@
 #!/usr/bin/perl
 
-# Writes a synthetic audit trail of about N records (A2 audit, C2
-# completion, S1 summary; docs/audit.md) as Redis protocol on standard
+# Writes a synthetic A3 audit trail of about N records (W, A, C, S;
+# docs/proposals/a3-records.md) as Redis protocol (RPUSH) on standard
 # output, for: perl t/jukictl/gen.pl N KEYFILE | redis-cli --pipe
-# Entry ids are explicit, starting two days ago (UTC); each record's ts is
-# its entry id's millisecond.
+# Timestamps start two days ago (UTC).
 
 use strict;
 use warnings;
@@ -40,7 +39,7 @@ JukiRef::trail(requests => int($n / 1.79), writers => \@w,
                agencies => \@agencies, codes => \@codes, summaries => 1,
                start_ms => (int(time() / 86400) - 2) * 86400000,
                emit => sub {
-                   $out .= JukiRef::resp(JukiRef::xadd_args($_[0]));
+                   $out .= JukiRef::resp(JukiRef::rpush_args($_[0]));
                    if (length($out) > 1 << 20) { print $out; $out = '' }
                    $count++;
                });
