@@ -132,7 +132,12 @@ inject() {
         rm -rf "$B_DIR/redis-empty"
         mkdir -p "$B_DIR/redis-empty"
         echo "$B_DIR/redis-empty" >"$B_DIR/redis.dir"
-        b_redis_start
+        # an empty Redis has no function library either: the gateway's FCALLs fail (503,
+        # nothing forwarded) until the operator loads it (jukictl function load)
+        REDIS_FUNCTION=0 b_redis_start
+        sleep 0.5
+        REDIS_ACL=$B_ROOT/conf/juki-users.acl.in REDIS_SECRETS=$B_DIR/secrets \
+            "$B_ROOT/scripts/redis.sh" load "$B_DIR/redis-empty" "$P_R" >/dev/null
         ;;
     esac
     recover

@@ -170,7 +170,8 @@ $(b_temp_paths gateway)
     access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
-    juki_redis     127.0.0.1:$P_R timeout=$B_REDIS_TIMEOUT;
+    juki_redis     127.0.0.1:$P_R timeout=$B_REDIS_TIMEOUT user=juki-gw
+                   password=$(b_secret juki-gw);
     juki_audit_key $B_DIR/audit.key;
     juki_node      bench-gw;
     include $B_DIR/gateway/policy.conf;
@@ -266,11 +267,28 @@ b_stop_nginx() { # NAME
     kill -KILL "$m" 2>/dev/null || true
 }
 
-b_redis() { redis-cli -h 127.0.0.1 -p "$P_R" "$@"; }
+# The bench Redis runs under the ACL of conf/juki-users.acl.in as the product does: the
+# gateway as juki-gw, the bench itself (and the peer (c)) as juki-admin.  The passwords
+# live in $B_DIR/secrets for every Redis of the run (a fault phase's fresh one too).
+# b_secret USER: that user's password, made now if missing (scripts/redis.sh keeps it)
+b_secret() {
+    local f=$B_DIR/secrets/$1 pw
+    if [[ ! -s $f ]]; then
+        (umask 077 && mkdir -p "$B_DIR/secrets") || die "cannot create $B_DIR/secrets"
+        pw=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
+        [[ ${#pw} -eq 48 ]] || die "no random password"
+        (umask 077 && printf '%s' "$pw" >"$f") || die "cannot write $f"
+    fi
+    cat "$f"
+}
+b_redis() {
+    REDISCLI_AUTH=$(b_secret juki-admin) redis-cli --user juki-admin -h 127.0.0.1 -p "$P_R" "$@"
+}
 # the data dir of the current Redis ($B_DIR/redis, until a fault phase starts a fresh one)
 b_rdir() { cat "$B_DIR/redis.dir" 2>/dev/null || echo "$B_DIR/redis"; }
 b_redis_start() { # [DATA_DIR]
-    "$B_ROOT/scripts/redis.sh" start "${1:-$(b_rdir)}" "$P_R" >/dev/null
+    REDIS_ACL=$B_ROOT/conf/juki-users.acl.in REDIS_SECRETS=$B_DIR/secrets \
+        "$B_ROOT/scripts/redis.sh" start "${1:-$(b_rdir)}" "$P_R" >/dev/null
 }
 b_redis_stop() { "$B_ROOT/scripts/redis.sh" stop "${1:-$(b_rdir)}" "$P_R" >/dev/null 2>&1 || true; }
 b_redis_pid() { cat "${1:-$(b_rdir)}/redis.pid" 2>/dev/null; }

@@ -60,6 +60,7 @@ sub jk {
         $ENV{JUKI_REDIS_DB} = $db;
         delete $ENV{$_} for qw(JUKI_AUDIT_KEY JUKI_REDIS_PASSWORD
                                JUKI_REDIS_USER);
+        JukiRef::role_env(@args);
         open STDIN, '<', '/dev/null' or die;
         open STDOUT, '>', "$dir/out" or die;
         open STDERR, '>', "$dir/err" or die;

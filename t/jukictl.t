@@ -64,6 +64,7 @@ sub jk {
         $ENV{JUKI_REDIS_DB} = $db;
         delete $ENV{$_} for qw(JUKI_AUDIT_KEY JUKI_REDIS_PASSWORD
                                JUKI_REDIS_USER);
+        JukiRef::role_env(@args);
         open STDIN, '<', $in or die;
         open STDOUT, '>', "$dir/out" or die;
         open STDERR, '>', "$dir/err" or die;
@@ -634,6 +635,7 @@ sub watch_start {
         $ENV{JUKI_REDIS_DB} = $db;
         delete $ENV{$_} for qw(JUKI_AUDIT_KEY JUKI_REDIS_PASSWORD
                                JUKI_REDIS_USER);
+        JukiRef::role_env(@args);
         open STDOUT, '>&', $w or die;
         open STDERR, '>', "$dir/watch.err" or die;
         exec $bin, 'watch', @args or exit 127;

@@ -55,6 +55,8 @@ $(b_temp_paths peer)
         package.loaded.peer_conf = {
             agencies   = { ["$fp"] = "$B_AGENCY" },
             redis_port = $P_R,
+            redis_user = "juki-admin",
+            redis_password = "$(b_secret juki-admin)",
             timeout_ms = $tmo,
             limit      = 100000,
         }

@@ -246,6 +246,35 @@ sub resp {
     return $o;
 }
 
+# The password of USER of the test Redis's ACL (TEST_NGINX_REDIS_SECRETS, set
+# by scripts/test.sh), or undef when the test Redis has no ACL
+sub secret {
+    my $dir = $ENV{TEST_NGINX_REDIS_SECRETS} or return undef;
+    open(my $fh, '<', "$dir/$_[0]") or die "no password of $_[0] in $dir: $!\n";
+    my $pw = <$fh> // '';
+    close $fh;
+    chomp $pw;
+    die "empty password of $_[0]\n" unless length $pw;
+    return $pw;
+}
+
+# Sets JUKI_REDIS_USER and JUKI_REDIS_PASSWORD for a jukictl run of ARGS as
+# the role its command has in production (conf/juki-users.acl.in): stop and
+# resume as juki-control, function as juki-admin, every other as
+# juki-reader; nothing when ARGS name their own credentials
+sub role_env {
+    my @args = @_;
+    return if grep { /\A--(?:user|password|password-file)\z/ } @args;
+    my $cmd = $args[0] // '';
+    my $user = $cmd =~ /\A(?:stop|resume)\z/ ? 'juki-control'
+             : $cmd eq 'function'             ? 'juki-admin'
+             :                                  'juki-reader';
+    my $pw = secret($user);
+    return unless defined $pw;
+    $ENV{JUKI_REDIS_USER} = $user;
+    $ENV{JUKI_REDIS_PASSWORD} = $pw;
+}
+
 # minimal RESP2 client
 
 sub connect {
@@ -255,6 +284,10 @@ sub connect {
         or die "cannot connect to Redis $host:$port: $!";
     binmode $s;
     my $self = bless { s => $s }, $class;
+    # the test Redis runs under the ACL (scripts/test.sh): the tests' own
+    # connection is the admin's
+    my $pw = secret('juki-admin');
+    $self->cmd('AUTH', 'juki-admin', $pw) if defined $pw;
     $self->cmd('SELECT', $db) if $db;
     return $self;
 }
