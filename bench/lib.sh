@@ -423,7 +423,7 @@ for _, e in ipairs(r) do
 end
 return {allow, deny, done, #r}'
 
-b_streams() { b_redis --scan --type list --pattern 'juki:*:audit' 2>/dev/null | sort -u; }
+b_streams() { b_redis --scan --pattern 'juki:*:audit' 2>/dev/null | sort -u; }
 
 # b_stream_last KEY: the length of the list (the index the next record gets)
 b_stream_last() {
