@@ -88,6 +88,21 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
     ngx_http_juki_agency_t      *agency;
     ngx_http_juki_redis_conn_t  *rc;
 
+    /*
+     * Only an allowed request is left for Redis to decide; every other
+     * reason is the gateway's own and has a code of its own.  An outcome
+     * that is never recorded must not reach here with a code of 0.
+     */
+    if (ctx->reason >= NGX_HTTP_JUKI_AUDIT_UNAVAILABLE
+        || (ctx->reason == NGX_HTTP_JUKI_ALLOW
+            && (ctx->agency == NULL || ctx->purpose == NULL)))
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "juki: no record for reason %ui",
+                      (ngx_uint_t) ctx->reason);
+        return NGX_ERROR;
+    }
+
     rc = ngx_http_juki_redis_pick();
     if (rc == NULL) {
         return NGX_DECLINED;
@@ -112,7 +127,7 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 
     seq = rc->seq + 1;
     gd = (ctx->reason == NGX_HTTP_JUKI_ALLOW)
-         ? 0 : ngx_http_juki_codes[ctx->reason];
+         ? 0 : ngx_http_juki_codes[ctx->reason];  /* non-zero: checked above */
 
     p = ngx_http_juki_head(e, 'A', rc, seq);
     *p++ = (u_char) (agency ? agency->kind : 0);
