@@ -1,7 +1,6 @@
 /*
- * jukictl: A3 records (docs/proposals/a3-records.md, "The A3 record
- * format (contract)"): the strict decoder, the mac, and the read cut of
- * every juki:{*}:audit list.
+ * jukictl: A3 records (docs/audit.md, "Records"): the strict decoder,
+ * the mac, and the read cut of every juki:{*}:audit list.
  */
 
 #include <stdlib.h>

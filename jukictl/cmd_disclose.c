@@ -5,7 +5,7 @@
  * The resident code is read from standard input, never from the command
  * line (it would show in the process list), turned into its pseudonym
  * under every key given (the first 16 bytes of HMAC-SHA256(k_sub,
- * code), docs/proposals/a3-records.md), then wiped; it is never printed.
+ * code), docs/audit.md), then wiped; it is never printed.
  * Operator ids are withheld.
  *
  * The records are those of jk_verify_run(): every list read whole and

@@ -1,7 +1,7 @@
 /*
  * jukictl function load / status: the Redis Function library of group
- * commit (src/ngx_http_juki_function.h, docs/proposals/a3-records.md,
- * "The function").
+ * commit (src/ngx_http_juki_function.h, docs/audit.md,
+ * "The function and group commit").
  *
  * The library id is the first 12 lower-hex digits of the SHA-256 of the
  * template text; the loaded text is the template with every "@V@"

@@ -1,7 +1,7 @@
 /*
  * jukictl stop / resume: the emergency stop switches.
  *
- * The switch and its A3 records (docs/proposals/a3-records.md) are
+ * The switch and its A3 records (docs/audit.md) are
  * written in one MULTI/EXEC transaction, so a switch never changes
  * without its record, and a record never claims a change that did not
  * happen.  Each invocation is a writer of its own: its W record (role 2)

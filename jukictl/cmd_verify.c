@@ -1,6 +1,6 @@
 /*
  * jukictl verify: checks every A3 record of every juki:{*}:audit list
- * (docs/proposals/a3-records.md, "Checks a reader makes").
+ * (docs/audit.md, "Verification").
  *
  * The read cut (jk_a3_read()) takes TIME, the trimmed counters and the
  * lengths of all lists in one MULTI/EXEC, then reads each list up to its

@@ -2,7 +2,7 @@
  * jukictl: command-line tool for juki-gateway.
  *
  * Shared declarations.  The byte-exact data contract this tool reads
- * and writes is docs/proposals/a3-records.md (A3 records) and
+ * and writes is docs/audit.md (A3 records) and
  * docs/audit.md (keys).
  */
 
@@ -210,7 +210,7 @@ typedef struct {
 int jk_problems_end(jk_problems_t *p);
 
 
-/* a3.c: A3 records (docs/proposals/a3-records.md) */
+/* a3.c: A3 records (docs/audit.md) */
 
 typedef struct {
     const unsigned char *p;             /* the element */

@@ -25,7 +25,7 @@ SKIP: {
     skip('the stop and resume blocks depend on timing: not under valgrind', 7)
         if $ENV{TEST_NGINX_USE_VALGRIND};
 
-    # the K records of the A3 lists (docs/proposals/a3-records.md)
+    # the K records of the A3 lists (docs/audit.md)
     my $r = JukiRef->connect('127.0.0.1', $ENV{TEST_NGINX_REDIS_PORT}, 0);
     my @control;
     for my $list ('juki:{pension-service}:audit', 'juki:{_}:audit') {

@@ -1,4 +1,4 @@
-# Group commit (issue 10; docs/proposals/a3-records.md, "The function"):
+# Group commit (issue 10; docs/audit.md, "The function and group commit"):
 # the records of every request one worker handles in one turn of its event
 # loop go to Redis in ONE FCALL, and every request still gets its own
 # decision; rate limits stay exact under concurrency; a call that fails

@@ -1,6 +1,6 @@
 # The harness's A3 reader (t/juki/JukiTest.pm: a3_decode, audit_records,
 # trail_problems), on hand-built elements RPUSHed into the real test Redis:
-# the byte layout of docs/proposals/a3-records.md built here by hand, the
+# the byte layout of docs/audit.md built here by hand, the
 # hashes the module tests read, and each kind of tampering found.  No
 # gateway needed.
 

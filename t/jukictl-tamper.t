@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
-# jukictl verify against tampered A3 trails (docs/proposals/a3-records.md,
-# "Checks a reader makes"): the trail is written by the Perl reference
+# jukictl verify against tampered A3 trails (docs/audit.md,
+# "Verification"): the trail is written by the Perl reference
 # (t/jukictl/JukiRef.pm), not by the module or jukictl, then altered the
 # way someone with write access to Redis but without the audit key could:
 # an edited field, a deleted record, two records swapped, a record moved

@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 
 # jukictl against a private Redis: a synthetic A3 audit trail written by
-# a Perl reference writer (t/jukictl/JukiRef.pm, docs/proposals/
-# a3-records.md), then verify, status, report, stop/resume (their W and K
+# a Perl reference writer (t/jukictl/JukiRef.pm, docs/audit.md), then
+# verify, status, report, stop/resume (their W and K
 # records decoded and checked here), function load/status, usage errors,
 # watch, disclose.  The tampers are t/jukictl-tamper.t.
 #

@@ -185,7 +185,7 @@ sub pseudonym {
         Digest::SHA::hmac_sha256('juki-subject-v1', $raw)), 0, 32);
 }
 
-# every record of every audit list (A3, docs/proposals/a3-records.md): see
+# every record of every audit list (A3, docs/audit.md): see
 # "the A3 records" below
 sub audit_records { return a3_records() }
 
@@ -613,9 +613,8 @@ sub redis3 {
     return $out // '';
 }
 
-# ---- the A3 records (docs/proposals/a3-records.md, "The A3 record format
-# (contract)"): an encoder (a3_encode, for hand-built elements), a strict
-# decoder (a3_decode), the records of Redis as hashes shaped like the A2
+# ---- the A3 records (docs/audit.md, "Records"): an encoder (a3_encode,
+# for hand-built elements), a strict decoder (a3_decode), the records of Redis as hashes shaped like the A2
 # ones the tests were written for (a3_records, audit_records), and the
 # reader's checks (check_record, check_completion, check_summary,
 # check_control, trail_problems).

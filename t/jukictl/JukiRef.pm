@@ -1,6 +1,5 @@
-# Reference writer of A3 records (docs/proposals/a3-records.md, "The A3
-# record format (contract)"), for t/jukictl*.t and t/jukictl/gen.pl: key
-# derivation, the five record types (W writer, A audit, C completion, S
+# Reference writer of A3 records (docs/audit.md, "Records"), for
+# t/jukictl*.t and t/jukictl/gen.pl: key derivation, the five record types (W writer, A audit, C completion, S
 # summary, K control) chained per writer with mac16, a synthetic trail,
 # and a small RESP client (core Perl only).
 

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
 # Writes a synthetic A3 audit trail of about N records (W, A, C, S;
-# docs/proposals/a3-records.md) as Redis protocol (RPUSH) on standard
+# docs/audit.md) as Redis protocol (RPUSH) on standard
 # output, for: perl t/jukictl/gen.pl N KEYFILE | redis-cli --pipe
 # Timestamps start two days ago (UTC).
 
