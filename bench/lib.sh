@@ -171,7 +171,7 @@ $(b_temp_paths gateway)
     keepalive_requests 1000000;
     keepalive_timeout 60s;
     juki_redis     127.0.0.1:$P_R timeout=$B_REDIS_TIMEOUT user=juki-gw
-                   password=$(b_secret juki-gw);
+                   password=$(b_secret juki-gw) ${BENCH_REDIS_PARAMS:-};
     juki_audit_key $B_DIR/audit.key;
     juki_node      bench-gw;
     include $B_DIR/gateway/policy.conf;

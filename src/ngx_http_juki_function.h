@@ -42,9 +42,11 @@
  * A rule that stops uses SETNX: the gateway's credential may set a stop
  * switch but never overwrite one (a SET ... PX 1 would lift it).
  *
- * Cost: the groups of one call share TIME, the stop switches and the rate
- * limit state (read once, written once per agency), and every list gets
- * one RPUSH, so what a request pays in Redis is a few table operations.
+ * Cost: the groups of one call share TIME, one MGET of every stop switch
+ * they need, the rate limit state (one HMGET and one HSET per agency) and
+ * one RPUSH per list, and the parsed LIMITS and RULES strings are kept
+ * between calls, so what a request pays in Redis is its arguments and a
+ * few table operations (docs/performance.md).
  */
 
 
@@ -56,29 +58,27 @@
 
 #define NGX_HTTP_JUKI_FUNCTION_LIBRARY                                        \
     "#!lua name=juki_@V@\n"                                                   \
-    "local function batch(keys, argv)\n"                                      \
-    "  local node, rules, gstop, n = argv[1], argv[2], argv[3], #argv\n"      \
-    /* the whole call is checked before anything is written */                \
-    "  for _, k in ipairs(keys) do\n"                                        \
-    "    if not string.match(k, '^juki:{[^{}]+}:audit$') then\n"             \
-    "      return redis.error_reply('ERR juki: bad key')\n"                   \
-    "    end\n"                                                               \
+    "local D = {'\\1', '\\2', '\\3'}\n"                                       \
+    /* the parsed LIMITS and RULES strings, kept between calls (a cache:      \
+     * bounded, and only of what the arguments say) */                        \
+    "local LIMS, NLIMS, RULES = {}, 0, {}\n"                                  \
+    "local function limits(s)\n"                                              \
+    "  local L = LIMS[s]\n"                                                   \
+    "  if L == nil then\n"                                                    \
+    "    local t1, u1, t2, u2 = string.match(s,\n"                            \
+    "      '^(%d+) (%d+) (%d+) (%d+)$')\n"                                    \
+    "    if not t1 then return nil end\n"                                     \
+    "    if NLIMS >= 64 then LIMS, NLIMS = {}, 0 end\n"                       \
+    "    L = {tonumber(t1), tonumber(u1), tonumber(t2), tonumber(u2)}\n"      \
+    "    LIMS[s], NLIMS = L, NLIMS + 1\n"                                     \
     "  end\n"                                                                 \
-    "  local i = 4\n"                                                         \
-    "  while i <= n do\n"                                                     \
-    "    local op, ki = argv[i], tonumber(argv[i + 1] or '')\n"               \
-    "    if not ki or not keys[ki] then\n"                                    \
-    "      return redis.error_reply('ERR juki: bad key index')\n"             \
-    "    end\n"                                                               \
-    "    if op == 'P' then i = i + 3\n"                                       \
-    "    elseif op == 'D' then i = i + 4\n"                                   \
-    "    elseif op == 'R' and keys[ki] ~= 'juki:{_}:audit' then i = i + 7\n"  \
-    "    else return redis.error_reply('ERR juki: bad group') end\n"          \
-    "  end\n"                                                                 \
-    "  if i ~= n + 1 then\n"                                                  \
-    "    return redis.error_reply('ERR juki: bad group')\n"                   \
-    "  end\n"                                                                 \
-    "  local R, WMAX, denials, per_op, per_ag = {}, 0, false, false, false\n" \
+    "  return L\n"                                                            \
+    "end\n"                                                                   \
+    "local function parse_rules(rules)\n"                                     \
+    "  local P = RULES[rules]\n"                                              \
+    "  if P then return P end\n"                                              \
+    "  local R, WMAX, denials, per_op, per_ag = {}, 0, false, false,\n"       \
+    "    false\n"                                                             \
     "  for nm, th, w, act, dry, per in string.gmatch(rules,\n"                \
     "      '([%a_]+),(%d+),(%d+),([%a_]+),([01]),(%a+)') do\n"                \
     "    w = tonumber(w)\n"                                                   \
@@ -89,6 +89,59 @@
     "      if per == 'agency' then per_ag = true else per_op = true end\n"    \
     "    end\n"                                                               \
     "  end\n"                                                                 \
+    "  P = {R, WMAX, denials, per_op, per_ag}\n"                              \
+    "  RULES = {[rules] = P}\n"                                               \
+    "  return P\n"                                                            \
+    "end\n"                                                                   \
+    "local function batch(keys, argv)\n"                                      \
+    "  local node, rules, gstop, n = argv[1], argv[2], argv[3], #argv\n"      \
+    "  --C one state per list: its agency, key prefix, stop keys, records\n"  \
+    "  --C and the rate limit state read once and written once\n"             \
+    "  local K, byk = {}, {}\n"                                               \
+    "  for ki, k in ipairs(keys) do\n"                                        \
+    "    local A = string.match(k, '^juki:{([^{}]+)}:audit$')\n"              \
+    "    if not A or byk[k] then\n"                                           \
+    "      return redis.error_reply('ERR juki: bad key')\n"                   \
+    "    end\n"                                                               \
+    "    local pre = 'juki:{' .. A .. '}:'\n"                                 \
+    "    byk[k] = true\n"                                                     \
+    "    K[ki] = {A = A, pre = pre, stop = pre .. 'stop', ops = {}, l = {},\n"\
+    "      f = {}, tat = {}, w = {}}\n"                                       \
+    "  end\n"                                                                 \
+    "  --C the whole call is checked before anything is written, and the\n"   \
+    "  --C stop switches it needs are collected for one MGET\n"               \
+    "  local sk, want = {}, {}\n"                                             \
+    "  local i, rl = 4, false\n"                                              \
+    "  while i <= n do\n"                                                     \
+    "    local op, c = argv[i], K[tonumber(argv[i + 1] or '')]\n"             \
+    "    if not c then\n"                                                     \
+    "      return redis.error_reply('ERR juki: bad key index')\n"             \
+    "    end\n"                                                               \
+    "    if op == 'P' and i + 2 <= n then i = i + 3\n"                        \
+    "    elseif op == 'D' and i + 3 <= n then i = i + 4\n"                    \
+    "    elseif op == 'R' and c.A ~= '_' and i + 6 <= n then\n"               \
+    "      local O, f, lim = argv[i + 3], argv[i + 4], argv[i + 5]\n"         \
+    "      if lim ~= '' then\n"                                               \
+    "        local L = limits(lim)\n"                                         \
+    "        if not L then\n"                                                 \
+    "          return redis.error_reply('ERR juki: bad limits')\n"            \
+    "        end\n"                                                           \
+    "        if L[1] > 0 or L[3] > 0 then c.f[f] = true rl = true end\n"      \
+    "      end\n"                                                             \
+    "      local ok = c.ops[O]\n"                                             \
+    "      if not ok then\n"                                                  \
+    "        ok = c.pre .. 'stop:op:' .. string.lower(O)\n"                   \
+    "        c.ops[O] = ok\n"                                                 \
+    "      end\n"                                                             \
+    "      if not want[ok] then want[ok] = true sk[#sk + 1] = ok end\n"       \
+    "      ok = c.stop\n"                                                     \
+    "      if not want[ok] then want[ok] = true sk[#sk + 1] = ok end\n"       \
+    "      i = i + 7\n"                                                       \
+    "    else return redis.error_reply('ERR juki: bad group') end\n"          \
+    "  end\n"                                                                 \
+    "  local P = parse_rules(rules)\n"                                        \
+    "  local R, WMAX, denials, per_op, per_ag = P[1], P[2], P[3], P[4],\n"    \
+    "    P[5]\n"                                                              \
     "  local RES = math.max(math.floor(WMAX / 60), 1)\n"                      \
     "  local now\n"                                                           \
     "  local function clock()\n"                                              \
@@ -98,16 +151,25 @@
     "    end\n"                                                               \
     "    return now\n"                                                        \
     "  end\n"                                                                 \
-    "  local dec, extra, out, stops, tats, dirty = {}, {}, {}, {}, {}, {}\n"  \
-    "  local g, global = 0, nil\n"                                            \
-    "  local function stopped(k)\n"                                           \
-    "    local s = stops[k]\n"                                                \
-    "    if s == nil then\n"                                                  \
-    "      s = redis.call('EXISTS', k) == 1\n"                                \
-    "      stops[k] = s\n"                                                    \
-    "    end\n"                                                               \
-    "    return s\n"                                                          \
+    "  local global, stops = gstop == '1', {}\n"                              \
+    "  if #sk > 0 then\n"                                                     \
+    "    if gstop == '' then sk[#sk + 1] = 'juki:stop' end\n"                 \
+    "    local v = redis.call('MGET', unpack(sk))\n"                          \
+    "    for j = 1, #sk do stops[sk[j]] = v[j] ~= false end\n"                \
+    "    if gstop == '' then global = stops['juki:stop'] end\n"               \
     "  end\n"                                                                 \
+    "  --C the limits' theoretical arrival times: one HMGET per agency\n"     \
+    "  if rl then\n"                                                          \
+    "    for _, c in ipairs(K) do\n"                                          \
+    "      local fl = {'_'}\n"                                                \
+    "      for f in pairs(c.f) do fl[#fl + 1] = f end\n"                      \
+    "      if #fl > 1 then\n"                                                 \
+    "        local v = redis.call('HMGET', c.pre .. 'rl', unpack(fl))\n"      \
+    "        for j = 1, #fl do c.tat[fl[j]] = tonumber(v[j]) or 0 end\n"      \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "  local dec, extra, g = {}, {}, 0\n"                                     \
     "  local function fire(ri, r, c, A, pre, O)\n"                            \
     "    local w = r[3] / 1000\n"                                             \
     "    local a = {time = math.floor(clock() / 1000), node = node,\n"        \
@@ -175,64 +237,32 @@
     "      end\n"                                                             \
     "    end\n"                                                               \
     "  end\n"                                                                 \
-    "  local function append(ki, e)\n"                                        \
-    "    local l = out[ki]\n"                                                 \
-    "    if not l then l = {} out[ki] = l end\n"                              \
-    "    l[#l + 1] = e\n"                                                     \
-    "  end\n"                                                                 \
-    /* the limits' theoretical arrival times, read once, written once */      \
-    "  local function tat(pre, f)\n"                                          \
-    "    local c = tats[pre]\n"                                               \
-    "    if not c then c = {} tats[pre] = c end\n"                            \
-    "    if c['_'] == nil or c[f] == nil then\n"                              \
-    "      local v = redis.call('HMGET', pre .. 'rl', '_', f)\n"              \
-    "      if c['_'] == nil then c['_'] = tonumber(v[1]) or 0 end\n"          \
-    "      if c[f] == nil then c[f] = tonumber(v[2]) or 0 end\n"              \
-    "    end\n"                                                               \
-    "    return c\n"                                                          \
-    "  end\n"                                                                 \
-    "  local function set(pre, f, v)\n"                                       \
-    "    tats[pre][f] = v\n"                                                  \
-    "    local d = dirty[pre]\n"                                              \
-    "    if not d then d = {} dirty[pre] = d end\n"                           \
-    "    d[f] = true\n"                                                       \
-    "  end\n"                                                                 \
     "  i = 4\n"                                                               \
     "  while i <= n do\n"                                                     \
-    "    local op, ki, e = argv[i], tonumber(argv[i + 1]), argv[i + 2]\n"     \
-    "    local k = keys[ki]\n"                                                \
-    "    local A, pre = string.sub(k, 7, -8), string.sub(k, 1, -6)\n"         \
+    "    local op, c, e = argv[i], K[tonumber(argv[i + 1])], argv[i + 2]\n"   \
+    "    local l = c.l\n"                                                     \
     "    g = g + 1\n"                                                         \
     "    if op == 'P' then\n"                                                 \
-    "      append(ki, e) dec[g] = '\\0' i = i + 3\n"                          \
+    "      l[#l + 1] = e dec[g] = '\\0' i = i + 3\n"                          \
     "    elseif op == 'D' then\n"                                             \
-    "      append(ki, e) dec[g] = '\\0'\n"                                    \
-    "      if denials and A ~= '_' then denied(A, pre, argv[i + 3]) end\n"    \
+    "      l[#l + 1] = e dec[g] = '\\0'\n"                                    \
+    "      if denials and c.A ~= '_' then\n"                                  \
+    "        denied(c.A, c.pre, argv[i + 3])\n"                               \
+    "      end\n"                                                             \
     "      i = i + 4\n"                                                       \
     "    else\n"                                                              \
     "      local O, f, lim, S = argv[i + 3], argv[i + 4], argv[i + 5],\n"     \
     "        argv[i + 6]\n"                                                   \
     "      i = i + 7\n"                                                       \
-    "      if global == nil then\n"                                           \
-    "        if gstop == '' then global = stopped('juki:stop')\n"             \
-    "        else global = gstop == '1' end\n"                                \
-    "      end\n"                                                             \
     "      local d = 1\n"                                                     \
-    "      if global or stopped(pre .. 'stop')\n"                             \
-    "         or stopped(pre .. 'stop:op:' .. string.lower(O)) then\n"        \
+    "      if global or stops[c.stop] or stops[c.ops[O]] then\n"              \
     "        d = 2\n"                                                         \
     "      elseif lim ~= '' then\n"                                           \
-    "        local t1, u1, t2, u2 = string.match(lim,\n"                      \
-    "          '^(%d+) (%d+) (%d+) (%d+)$')\n"                                \
-    "        if not t1 then\n"                                                \
-    "          return redis.error_reply('ERR juki: bad limits')\n"            \
-    "        end\n"                                                           \
-    "        t1, u1, t2, u2 = tonumber(t1), tonumber(u1), tonumber(t2),\n"    \
-    "          tonumber(u2)\n"                                                \
+    "        local L = LIMS[lim] or limits(lim)\n"                            \
+    "        local t1, u1, t2, u2 = L[1], L[2], L[3], L[4]\n"                 \
     "        if t1 > 0 or t2 > 0 then\n"                                      \
-    "          local now = clock()\n"                                         \
-    "          local c = tat(pre, f)\n"                                       \
-    "          local a, p = math.max(c['_'], now), math.max(c[f], now)\n"     \
+    "          local now, T = clock(), c.tat\n"                               \
+    "          local a, p = math.max(T['_'], now), math.max(T[f], now)\n"     \
     "          local w1, w2 = 0, 0\n"                                         \
     "          if t1 > 0 then w1 = a - u1 - now end\n"                        \
     "          if t2 > 0 then w2 = p - u2 - now end\n"                        \
@@ -245,37 +275,36 @@
     "              extra[#extra + 1] = 2 extra[#extra + 1] = w2\n"            \
     "            end\n"                                                       \
     "          else\n"                                                        \
-    "            if t1 > 0 then set(pre, '_', a + t1) end\n"                  \
-    "            if t2 > 0 then set(pre, f, p + t2) end\n"                    \
+    "            if t1 > 0 then T['_'] = a + t1 c.w['_'] = true end\n"        \
+    "            if t2 > 0 then T[f] = p + t2 c.w[f] = true end\n"            \
     "          end\n"                                                         \
     "        end\n"                                                           \
     "      end\n"                                                             \
-    "      append(ki, e .. string.char(d)) dec[g] = string.char(d)\n"         \
+    "      l[#l + 1] = e .. D[d] dec[g] = D[d]\n"                             \
     "      if d == 1 then\n"                                                  \
     "        if S ~= '' then\n"                                               \
     "          if per_op then\n"                                              \
-    "            looked_up(pre .. 'seen:' .. string.lower(O), 'operator',\n"  \
-    "              S, A, pre, O)\n"                                           \
+    "            looked_up(c.pre .. 'seen:' .. string.lower(O),\n"            \
+    "              'operator', S, c.A, c.pre, O)\n"                           \
     "          end\n"                                                         \
     "          if per_ag then\n"                                              \
-    "            looked_up(pre .. 'seen', 'agency', S, A, pre, O)\n"          \
+    "            looked_up(c.pre .. 'seen', 'agency', S, c.A, c.pre, O)\n"    \
     "          end\n"                                                         \
     "        end\n"                                                           \
     "      elseif denials then\n"                                             \
-    "        denied(A, pre, O)\n"                                             \
+    "        denied(c.A, c.pre, O)\n"                                         \
     "      end\n"                                                             \
     "    end\n"                                                               \
     "  end\n"                                                                 \
-    "  for pre, d in pairs(dirty) do\n"                                       \
-    "    local a = {}\n"                                                      \
-    "    for f in pairs(d) do\n"                                              \
-    "      a[#a + 1] = f a[#a + 1] = tats[pre][f]\n"                          \
+    "  for ki, c in ipairs(K) do\n"                                           \
+    "    if next(c.w) then\n"                                                 \
+    "      local a = {}\n"                                                    \
+    "      for f in pairs(c.w) do a[#a + 1] = f a[#a + 1] = c.tat[f] end\n"   \
+    "      redis.call('HSET', c.pre .. 'rl', unpack(a))\n"                    \
     "    end\n"                                                               \
-    "    redis.call('HSET', pre .. 'rl', unpack(a))\n"                        \
-    "  end\n"                                                                 \
-    "  for ki, l in pairs(out) do\n"                                          \
+    "    local l = c.l\n"                                                     \
     "    for j = 1, #l, 1000 do\n"                                            \
-    "      local last = math.min(j + 999, #l)\n"                             \
+    "      local last = math.min(j + 999, #l)\n"                              \
     "      redis.call('RPUSH', keys[ki], unpack(l, j, last))\n"               \
     "    end\n"                                                               \
     "  end\n"                                                                 \

@@ -189,7 +189,8 @@ my @forbidden = (
     ['LRANGE', $A, 0, -1], ['GET', $T],
     ['PUBLISH', 'another-channel', 'x'], ['SUBSCRIBE', 'juki:alerts'],
     # the root key patterns never meet an audit list or a counter
-    ['EXISTS', $A], ['GET', $A], ['HMGET', $A, 'f'], ['INCR', $T],
+    ['EXISTS', $A], ['MGET', $A], ['MGET', 'juki:stop', $A], ['GET', $A],
+    ['HMGET', $A, 'f'], ['INCR', $T],
     ['ZADD', $T, 1, 'x'], ['ZREMRANGEBYSCORE', $A, '-inf', '+inf'],
     ['RPUSH', $T, 'x'], ['SET', 'juki:{_}:audit', 'x'],
     # nor does the gateway touch what is not the gateway's
