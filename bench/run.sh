@@ -21,6 +21,7 @@
 #   BENCH_PIN=0        1: gateway pinned to CPU 1, everything else to CPU 0 (taskset)
 #   BENCH_PERF=0       1: perf record the gateway worker during the last (b) round, print top symbols
 #   BENCH_REDIS_TIMEOUT=50ms  (juki_redis timeout=)
+#   BENCH_REDIS_PARAMS (unset)  more juki_redis parameters, e.g. connections=2 (a diagnostic)
 #   BENCH_PORT_BASE (unset)  set: ports are BASE+81..83 client, +443..445 gateway/peer,
 #                    +90..92 backend, +379 redis (instead of 18081.. + BENCH_PORT_OFFSET)
 #   BENCH_PORT_OFFSET=0  BENCH_KEEP=0 (1: keep the temp dir)   JUKI_MODULE, NGINX
