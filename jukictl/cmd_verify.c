@@ -216,7 +216,6 @@ static void
 jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
     uint64_t *uncheckable, uint64_t *unkeyed)
 {
-    int              trimmed = 0;
     char             hex[17];
     size_t           i, j;
     uint64_t         maxts = 0;
@@ -228,16 +227,18 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
 
     for (j = 0; j < v->set.n; j++) {
         last[j] = UINT64_MAX;
-        if (v->set.list[j].trimmed) {
-            trimmed = 1;
-        }
     }
 
     x = g[0];
 
     if (x->r.seq != 0 || x->r.type != 'W') {
-        if (trimmed) {
-            /* the head was archived: nothing names this writer's key */
+        if (v->set.none_trimmed) {
+            /*
+             * W records live only in juki:{_}:audit: only when its head
+             * was archived may this writer's W be gone with it, and then
+             * nothing names its key.  Trimming of another list says
+             * nothing about W records.
+             */
             *uncheckable += n;
             for (i = 0; i < n; i++) {
                 g[i]->bad = 1;

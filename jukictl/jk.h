@@ -264,6 +264,8 @@ typedef struct {
     size_t               n;
     size_t               cap;
     uint64_t             now_ms;        /* Redis TIME at the cut */
+    uint64_t             none_trimmed;  /* juki:{_}:trimmed: W records
+                                           may have been archived */
 } jk_a3_set_t;
 
 const char *jk_a3_decode(const unsigned char *p, size_t len, jk_a3_t *r);

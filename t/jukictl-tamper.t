@@ -225,6 +225,12 @@ load($recs);
                 JukiRef::record($nw, 'A', agency => 'city-a', ts => $now,
                                 decision => 'deny:bad_request')->{el});
     broken('no W record', qr/writer 00000000cafef00d seq 1: no W record/);
+
+    # an agency list's trimmed counter says nothing about W records (they
+    # live only in juki:{_}:audit): the forged writer is still a break
+    $redis->cmd('SET', 'juki:{city-a}:trimmed', 5);
+    broken('no W record, an agency list trimmed',
+           qr/writer 00000000cafef00d seq 1: no W record/);
 }
 
 # --- decision flips ---
