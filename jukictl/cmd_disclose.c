@@ -11,7 +11,8 @@
  * The records are those of jk_verify_run(): every list read whole and
  * every record checked.  Any record that fails is named on stderr and
  * left out (it might be one of the resident's), and the exit status is
- * 1.  A decision Redis made is "confirmed" only by its C record (verify
+ * 1; so is one that cannot be checked, counted on stderr and in md and
+ * json.  A decision Redis made is "confirmed" only by its C record (verify
  * links it); without one it is listed as unconfirmed.
  */
 
@@ -243,8 +244,15 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_disclose_t *d)
         printf("- Requests about you: %zu\n", d->shown);
 
         if (d->prob.n) {
-            printf("- **Records that failed verification, not listed:"
-                   " %llu**\n", (unsigned long long) d->prob.n);
+            printf("- **Records that failed verification (in any list, of"
+                   " any date), not listed: %llu**\n",
+                   (unsigned long long) d->prob.n);
+        }
+
+        if (d->prob.uncheckable) {
+            printf("- **Records that could not be checked (in any list, of"
+                   " any date), not listed: %llu**\n",
+                   (unsigned long long) d->prob.uncheckable);
         }
 
         putchar('\n');
@@ -274,8 +282,10 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_disclose_t *d)
             printf("null");
         }
         printf(",\n  \"count\": %zu,\n  \"unconfirmed\": %zu,"
-               "\n  \"unverified\": %llu,\n  \"accesses\": [", d->shown,
-               d->unconfirmed, (unsigned long long) d->prob.n);
+               "\n  \"unverified\": %llu,\n  \"uncheckable\": %llu,"
+               "\n  \"accesses\": [", d->shown, d->unconfirmed,
+               (unsigned long long) d->prob.n,
+               (unsigned long long) d->prob.uncheckable);
     }
 
     for (i = 0, k = 0; i < d->n; i++) {
@@ -440,8 +450,11 @@ jk_cmd_disclose(const jk_opts_t *o)
         goto done;
     }
 
-    /* every failed record is left out: it might be one of the resident's */
-    d->prob.n = v.breaks;
+    /*
+     * every record that failed or could not be checked is left out: it
+     * might be one of the resident's
+     */
+    jk_problems_set(&d->prob, &v);
 
     for (i = 0; i < d->n; i++) {
         if (!d->list[i].failed) {

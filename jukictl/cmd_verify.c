@@ -210,9 +210,9 @@ jk_check_completions(jk_verify_t *v, jk_vrec_t *recs, size_t n,
 }
 
 
-/* one writer's records, sorted by seq */
+/* one writer's records, sorted by seq; -1 when a mac cannot be computed */
 
-static void
+static int
 jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
     uint64_t *uncheckable, uint64_t *unkeyed)
 {
@@ -237,13 +237,17 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
              * W records live only in juki:{_}:audit: only when its head
              * was archived may this writer's W be gone with it, and then
              * nothing names its key.  Trimming of another list says
-             * nothing about W records.
+             * nothing about W records.  A record that already failed
+             * a check stays a failure.
              */
-            *uncheckable += n;
             for (i = 0; i < n; i++) {
+                if (!g[i]->bad) {
+                    g[i]->uncheckable = 1;
+                    (*uncheckable)++;
+                }
                 g[i]->bad = 1;
             }
-            return;
+            return 0;
         }
         jk_break(v, x, "no W record: seq 0 .. %llu missing",
                  (unsigned long long) x->r.seq - (x->r.type == 'W' ? 0 : 1));
@@ -251,7 +255,7 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
         for (i = 0; i < n; i++) {
             g[i]->bad = 1;
         }
-        return;
+        return 0;
     }
 
     jk_hex(x->r.kid, 8, hex);
@@ -265,7 +269,7 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
         for (i = 0; i < n; i++) {
             g[i]->bad = 1;
         }
-        return;
+        return 0;
     }
 
     memset(prev, 0, 16);
@@ -296,8 +300,8 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
         if (jk_a3_mac(k, l->agency, l->alen, prev, x->r.p, x->r.body_len,
                       &v->scratch, mac) != 0)
         {
-            v->breaks++;
-            return;
+            /* out of memory or OpenSSL failed (said): no verdict */
+            return -1;
         }
 
         if (memcmp(mac, x->r.mac, 16) != 0) {
@@ -329,13 +333,17 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
             maxts = x->r.ts;
         }
     }
+
+    return 0;
 }
 
 
 /*
  * Reads every list (the cut) and checks every record; breaks are named
  * on stderr (the first JK_BREAKS_SHOWN), counted in v->breaks, and the
- * records marked bad.  JK_ERR on usage errors and Redis errors.
+ * records marked bad (v->failed counts them; v->uncheckable those marked
+ * only for want of their W).  JK_ERR on usage errors, Redis errors, and
+ * when a mac cannot be computed.
  */
 
 int
@@ -453,8 +461,11 @@ jk_verify_run(const jk_opts_t *o, jk_verify_t *v)
         }
 
         v->nw++;
-        jk_check_chain(v, sorted + i, j - i, last, &v->uncheckable,
-                       &unkeyed);
+        if (jk_check_chain(v, sorted + i, j - i, last, &v->uncheckable,
+                           &unkeyed) != 0)
+        {
+            goto failed;
+        }
     }
 
     for (i = 0; i < v->nrec; i++) {
@@ -463,6 +474,9 @@ jk_verify_run(const jk_opts_t *o, jk_verify_t *v)
             && !x->bad)
         {
             v->unconfirmed++;
+        }
+        if (x->bad && !x->uncheckable) {
+            v->failed++;
         }
     }
 

@@ -18,7 +18,8 @@
 
 /* exit status */
 #define JK_OK               0
-#define JK_FAIL             1       /* a record or a stream failed a check */
+#define JK_FAIL             1       /* a record failed a check, or was
+                                       left out */
 #define JK_ERR              2       /* bad usage, unreachable or misbehaving
                                        Redis, ... */
 
@@ -204,8 +205,14 @@ int jk_skew_opt(const jk_opts_t *o, uint64_t *skew);
 
 typedef struct {
     const char      *cmd;
-    uint64_t         n;
+    uint64_t         n;             /* records left out: failed a check */
+    uint64_t         uncheckable;   /* records left out: not checkable */
+    uint64_t         breaks;
 } jk_problems_t;
+
+struct jk_verify_s;
+
+void jk_problems_set(jk_problems_t *p, const struct jk_verify_s *v);
 
 int jk_problems_end(jk_problems_t *p);
 
@@ -292,11 +299,13 @@ struct jk_vrec_s {
     size_t           pos;           /* i, in the list as read */
     unsigned         nconf;         /* C records naming this A */
     jk_vrec_t       *conf;          /* A: its confirming C */
-    unsigned         bad:1;         /* failed a check: left out */
+    unsigned         bad:1;         /* failed a check or not checkable:
+                                       left out */
+    unsigned         uncheckable:1; /* bad only for want of its W */
 };
 
 
-typedef struct {
+typedef struct jk_verify_s {
     const char         *cmd;
     jk_a3_set_t         set;
     jk_keyring_t        kr;
@@ -308,7 +317,8 @@ typedef struct {
     size_t              nw;
     uint64_t            cnt[128];
     uint64_t            unconfirmed;
-    uint64_t            uncheckable;
+    uint64_t            uncheckable;    /* records marked uncheckable */
+    uint64_t            failed;         /* records bad, not uncheckable */
     jk_ht_t             as;
     redisContext       *c;
 } jk_verify_t;

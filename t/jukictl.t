@@ -274,7 +274,7 @@ is(decode_json($out)->{totals}{provisions}, 0, 'report: empty period');
     ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
                            '--format', 'json', @keys);
     is($rc, 1, 'report: a flipped decision exits 1');
-    like($err, qr/decision flip.*\n.*1 record or stream failed verification/s,
+    like($err, qr/decision flip.*\n.*1 record failed verification/s,
          'report: names it and says it is left out');
     $j = eval { decode_json($out) } // {};
     is($j->{totals}{provisions} // -1, $nprov - 1,
@@ -354,6 +354,89 @@ is(decode_json($out)->{count}, 0, 'disclose: an unknown code has none');
     like($err, qr/bad mac/, 'disclose: names it');
     is((eval { decode_json($out) } // {})->{count} // -1, @want - 1,
        'disclose: the edited record is left out');
+    load($recs);
+}
+
+# the failure count is of records left out, not of breaks: a writer under
+# a key not given, with 3 records (W and 2 A), is one break
+{
+    load($recs);
+    my $uw = JukiRef::writer('00000000000bad03', JukiRef::key(raw_key(9, 32)));
+    my @x = (JukiRef::record($uw, 'W', ts => ($today - 1) * $day_ms + 5000));
+    push @x, JukiRef::record($uw, 'A', agency => 'city-a',
+                             ts => ($today - 1) * $day_ms + 6000 + $_,
+                             decision => 'deny:bad_request',
+                             purpose => 'tax.local')
+        for 1 .. 2;
+    $redis->load(\@x);
+    ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                           '--format', 'json', @keys);
+    is($rc, 1, 'unverified records: report exits 1');
+    is((eval { decode_json($out) } // {})->{totals}{unverified} // -1, 3,
+       'unverified records: report json counts the 3 records');
+    like($err, qr/^jukictl: report: 3 records failed verification and are (?#
+                  )left out; run jukictl verify$/m,
+         'unverified records: report says 3 on stderr');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2,
+                     '--format', 'csv', @keys);
+    ok((grep { join(',', @$_) eq 'unverified,,,,,3' } csv_rows($out)),
+       'unverified records: report csv row');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2, @keys);
+    like($out, qr/^- \*\*Records that failed verification \(in any list, (?#
+                  )of any date\), not counted: 3\*\*$/m,
+         'unverified records: report md');
+    ($rc, $out, $err) = jk('disclose', '--format', 'json', @keys,
+                           \"$code\n");
+    is($rc, 1, 'unverified records: disclose exits 1');
+    is((eval { decode_json($out) } // {})->{unverified} // -1, 3,
+       'unverified records: disclose json counts the 3 records');
+    load($recs);
+}
+
+# records not checkable (the first W archived): counted, and exit 1
+{
+    load($recs);
+    my ($w0) = grep { $_->{list} eq 'juki:{_}:audit' } @$recs;
+    is($w0->{type}, 'W', 'not checkable: a W heads juki:{_}:audit');
+    my $n = grep { $_->{writer} eq $w0->{writer} } @$recs;
+    $n--;
+    $redis->cmd('LPOP', 'juki:{_}:audit');
+    $redis->cmd('SET', 'juki:{_}:trimmed', 1);
+    ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                           '--format', 'json', @keys);
+    is($rc, 1, 'not checkable: report exits 1');
+    $j = eval { decode_json($out) } // {};
+    is(($j->{totals}{uncheckable} // -1) . ' ' . ($j->{totals}{unverified}
+       // -1), "$n 0", 'not checkable: report json totals.uncheckable');
+    like($err, qr/^jukictl: report: $n records are not checkable \(no W (?#
+                  )record while juki:\{_\}:trimmed > 0\) and are left out$/m,
+         'not checkable: report says it on stderr');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2,
+                     '--format', 'csv', @keys);
+    is($rc, 1, 'not checkable: report csv exits 1');
+    ok((grep { join(',', @$_) eq "uncheckable,,,,,$n" } csv_rows($out)),
+       'not checkable: report csv row');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2, @keys);
+    is($rc, 1, 'not checkable: report md exits 1');
+    like($out, qr/^- \*\*Records that could not be checked \(in any list, (?#
+                  )of any date\), not counted: $n\*\*$/m,
+         'not checkable: report md line');
+    like($out, qr/^\*\*Warning:\*\* 0 records failed verification and $n (?#
+                  )could not be checked$/m, 'not checkable: report md warning');
+    ($rc, $out, $err) = jk('disclose', '--format', 'json', @keys,
+                           \"$code\n");
+    is($rc, 1, 'not checkable: disclose exits 1');
+    is((eval { decode_json($out) } // {})->{uncheckable} // -1, $n,
+       'not checkable: disclose json');
+    like($err, qr/^jukictl: disclose: $n records are not checkable/m,
+         'not checkable: disclose says it on stderr');
+    ($rc, $out) = jk('disclose', @keys, \"$code\n");
+    is($rc, 1, 'not checkable: disclose md exits 1');
+    like($out, qr/^- \*\*Records that could not be checked \(in any list, (?#
+                  )of any date\), not listed: $n\*\*$/m,
+         'not checkable: disclose md line');
+    ($rc, $out) = jk('disclose', '--format', 'csv', @keys, \"$code\n");
+    is($rc, 1, 'not checkable: disclose csv exits 1');
     load($recs);
 }
 
