@@ -394,8 +394,11 @@ jk_cmd_disclose(const jk_opts_t *o)
     if (strcmp(format, "md") && strcmp(format, "csv")
         && strcmp(format, "json"))
     {
+        if (!jk_name_like(format, strlen(format), JK_NAME_MAX)) {
+            return jk_usage_err("bad --format (md, csv or json)");
+        }
         return jk_usage_err("bad --format \"%s\" (md, csv or json)",
-                            jk_safe(format, strlen(format)));
+                            format);
     }
 
     if (jk_window(o, 0, &from_ms, &to_ms, NULL) != JK_OK

@@ -123,6 +123,10 @@ void jk_out_json(FILE *f, const char *p, size_t n);
 void jk_out_csv(FILE *f, const char *p, size_t n);
 void jk_out_md(FILE *f, const char *p, size_t n);
 const char *jk_safe(const char *p, size_t n);
+int jk_name_like(const char *p, size_t n, size_t max);
+
+#define JK_NAME_MAX         16      /* a command or format name echoed */
+#define JK_OPTION_MAX       24      /* an option name echoed */
 void jk_safe_free(void);
 int jk_out_finish(void);
 

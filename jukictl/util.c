@@ -301,8 +301,9 @@ jk_parse_date(const char *s, int64_t *days)
 
 
 /*
- * --from/--to to an inclusive range of stream entry milliseconds.
- * Without --from the range starts at 0, without --to it is open.
+ * --from/--to (UTC days) to an inclusive range of record ts in
+ * milliseconds.  Without --from the range starts at 0, without --to it
+ * is open.
  */
 
 int
@@ -316,16 +317,17 @@ jk_window(const jk_opts_t *o, int required, uint64_t *from_ms,
                             o->command);
     }
 
+    /* a bad date is not echoed: it might be a resident code */
+
     if (o->from && jk_parse_date(o->from, &from) != 0) {
-        return jk_usage_err("bad --from date \"%s\" (want YYYY-MM-DD)",
-                            o->from);
+        return jk_usage_err("bad --from date (want YYYY-MM-DD)");
     }
 
     if (o->to && jk_parse_date(o->to, &to) != 0) {
-        return jk_usage_err("bad --to date \"%s\" (want YYYY-MM-DD)",
-                            o->to);
+        return jk_usage_err("bad --to date (want YYYY-MM-DD)");
     }
 
+    /* both are valid dates here, safe to echo */
     if (o->from && o->to && to < from) {
         return jk_usage_err("--to %s is before --from %s", o->to, o->from);
     }
@@ -721,6 +723,32 @@ jk_safe(const char *p, size_t n)
     }
 
     return b->data;
+}
+
+
+/*
+ * Whether a word given on the command line looks like a command, option
+ * or format name (1 to max bytes of a-z and '-'): only such a word is
+ * echoed in a message, since anything else might be a resident code or a
+ * password given in the wrong place.
+ */
+
+int
+jk_name_like(const char *p, size_t n, size_t max)
+{
+    size_t  i;
+
+    if (n == 0 || n > max) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!((p[i] >= 'a' && p[i] <= 'z') || p[i] == '-')) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

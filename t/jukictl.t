@@ -655,6 +655,22 @@ for my $case (
       '--reason', 'r', '--key', $path_a ],
     [ 'bad db', 'status', '--db', 'x' ],
     [ 'bad address', 'status', '--redis', 'localhost:99999' ],
+    # a resident code given where a word was expected is not echoed
+    [ 'a code before the command', '123456789012', 'status' ],
+    [ 'a code as the command', '123456789012' ],
+    [ 'a code as an option', 'status', '--123456789012' ],
+    [ 'a code as a short option', 'status', '-123456789012' ],
+    [ 'a code as an option with a value', 'status', '--123456789012=x' ],
+    [ 'a code as a function subcommand', 'function', '123456789012' ],
+    [ 'a code as --db', 'status', '--db', '123456789012' ],
+    [ 'a code as --format', 'report', '--from', $day1, '--to', $day2,
+      '--format', '123456789012' ],
+    [ 'a code as --max-skew', 'verify', '--max-skew', '123456789012',
+      '--key', $path_a ],
+    [ 'a code as --from', 'report', '--from', '123456789012', '--to',
+      $day2 ],
+    [ 'a code as --to', 'disclose', '--to', '123456789012', '--key',
+      $path_a, \"123456789018\n" ],
 ) {
     my ($name, @args) = @$case;
     ($rc, $out, $err) = jk(@args);
@@ -662,6 +678,17 @@ for my $case (
     like($err, qr/\Ajukictl: [^\n]+\n\z/, "usage: $name: one line");
     unlike($err, qr/123456789012|\bpw\b/, "usage: $name: no secret echoed");
 }
+
+# a word that looks like a name is still echoed
+($rc, $out, $err) = jk('frobnicate');
+like($err, qr/\Ajukictl: unknown command "frobnicate" \(see[^\n]*\n\z/,
+     'unknown command: a name-like word is echoed');
+($rc, $out, $err) = jk('status', '--bogus=123456789012');
+like($err, qr/\Ajukictl: unknown option "--bogus" \(see[^\n]*\n\z/,
+     'unknown option: the name echoed, not its value');
+($rc, $out, $err) = jk('123456789012');
+like($err, qr/\Ajukictl: unknown command \(see[^\n]*\n\z/,
+     'unknown command: a code is not echoed');
 
 ($rc, $out, $err) = jk('status', '--password', 'pw');
 like($err, qr/JUKI_REDIS_PASSWORD or give --password-file/,
