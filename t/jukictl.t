@@ -435,8 +435,15 @@ is(decode_json($out)->{count}, 0, 'disclose: an unknown code has none');
     like($out, qr/^- \*\*Records that could not be checked \(in any list, (?#
                   )of any date\), not listed: $n\*\*$/m,
          'not checkable: disclose md line');
-    ($rc, $out) = jk('disclose', '--format', 'csv', @keys, \"$code\n");
+    ($rc, $out, $err) = jk('disclose', '--format', 'csv', @keys,
+                           \"$code\n");
     is($rc, 1, 'not checkable: disclose csv exits 1');
+    like($err, qr/^jukictl: disclose: $n records are not checkable/m,
+         'not checkable: disclose csv says it on stderr');
+    my @r = csv_rows($out);
+    shift @r;
+    is(scalar(grep { @$_ != 6 || $_->[0] !~ /\A\d{4}-\d\d-\d\dT/ } @r), 0,
+       'not checkable: disclose csv stays data only (one row per access)');
     load($recs);
 }
 
