@@ -593,7 +593,11 @@ jk_esc_csv(jk_buf_t *b, const char *s, size_t n)
 }
 
 
-/* the text form, then no pipes, no emphasis, no links, no raw HTML */
+/*
+ * The text form (no line breaks or other controls, backslashes doubled),
+ * then no pipes, emphasis, strikethrough, code spans, links, raw HTML or
+ * character references: \ before | \ * _ ` [ ] ~, and & < > as entities.
+ */
 
 static int
 jk_esc_md(jk_buf_t *b, const char *s, size_t n)
@@ -610,11 +614,17 @@ jk_esc_md(jk_buf_t *b, const char *s, size_t n)
     for (i = 0; i < t.len && rc == 0; i++) {
         char  c = t.data[i];
 
-        if (strchr("|\\*_`[]", c) != NULL) {
+        if (strchr("|\\*_`[]~", c) != NULL) {
             rc = jk_buf_append(b, "\\", 1) || jk_buf_append(b, &c, 1);
+
+        } else if (c == '&') {
+            rc = jk_buf_append(b, "&amp;", 5);
 
         } else if (c == '<') {
             rc = jk_buf_append(b, "&lt;", 4);
+
+        } else if (c == '>') {
+            rc = jk_buf_append(b, "&gt;", 4);
 
         } else {
             rc = jk_buf_append(b, &c, 1);

@@ -250,6 +250,16 @@ like($out, qr/\| \*\*Total\*\* \| \| \| \*\*$nprov\*\* \|/,
 like($out, qr/\| \*\*Total\*\* \| \| \*\*$ndeny\*\* \|/,
      'report md: denials total');
 like($out, qr/"survivor" \\\| pensions/, 'report md: pipe escaped');
+{
+    # what else Markdown must not take as markup
+    $redis->cmd('HSET', 'juki:purposes', 'tax.local',
+                "Act &lt; & <b>x</b> ~~y~~\nz");
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2, @keys);
+    like($out, qr/\| Act &amp;lt; &amp; &lt;b&gt;x&lt;\/b&gt; (?#
+                  )\\~\\~y\\~\\~\\\\x0az \|/,
+         'report md: & < > ~ and a line break escaped');
+    $redis->cmd('HSET', 'juki:purposes', %statute);
+}
 
 ($rc, $out, $err) = jk('report', '--from', $day2, '--to', $day2,
                        '--format', 'json', @keys);
