@@ -16,6 +16,7 @@
  * links it); without one it is listed as unconfirmed.
  */
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -75,14 +76,20 @@ jk_access_cmp(const void *a, const void *b)
 
 /*
  * The first line of standard input; on a terminal with a prompt and no
- * echo.  A code given on the command line is refused.
+ * echo.  A code given on the command line is refused.  Read with read(2)
+ * one byte at a time, so that no copy of the code stays in a stdio
+ * buffer and nothing past the line is consumed; only a trailing LF or
+ * CR LF ends it: a CR anywhere else, or a NUL, is a bad code (not
+ * echoed).  The caller wipes code.
  */
 
 static int
 jk_read_code(const jk_opts_t *o, char *code, size_t size)
 {
     int             tty, rc = JK_OK;
-    size_t          n;
+    char            c = 0;
+    size_t          n = 0;
+    ssize_t         r;
     struct termios  t, saved;
 
     if (o->resident_code && strcmp(o->resident_code, "-") != 0) {
@@ -101,24 +108,63 @@ jk_read_code(const jk_opts_t *o, char *code, size_t size)
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
     }
 
-    if (fgets(code, (int) size, stdin) == NULL) {
+    for ( ;; ) {
+        r = read(STDIN_FILENO, &c, 1);
+
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+
+        if (r < 0) {
+            rc = jk_usage_err("cannot read the resident code from standard"
+                              " input: %s", strerror(errno));
+            goto done;
+        }
+
+        if (r == 0 || c == '\n') {
+            break;
+        }
+
+        if (n == size - 1) {
+            rc = jk_usage_err("resident code too long (at most %d bytes)",
+                              JK_CODE_MAX);
+            goto done;
+        }
+
+        code[n++] = c;
+    }
+
+    if (r == 0 && n == 0) {
         rc = jk_usage_err("no resident code on standard input");
         goto done;
     }
 
-    n = strcspn(code, "\r\n");
-    if (code[n] == '\0' && n == size - 1) {
+    if (n && code[n - 1] == '\r') {
+        n--;
+    }
+
+    code[n] = '\0';
+
+    if (n > JK_CODE_MAX) {
         rc = jk_usage_err("resident code too long (at most %d bytes)",
                           JK_CODE_MAX);
         goto done;
     }
-    code[n] = '\0';
 
-    if (code[0] == '\0') {
+    if (n == 0) {
         rc = jk_usage_err("empty resident code");
+        goto done;
+    }
+
+    if (memchr(code, '\r', n) != NULL || strlen(code) != n) {
+        rc = jk_usage_err("bad resident code (a CR or NUL inside the"
+                          " line)");
     }
 
 done:
+
+    c = 0;
+    OPENSSL_cleanse(&c, sizeof(c));
 
     if (tty) {
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);

@@ -653,6 +653,12 @@ for my $case (
     [ 'missing value', 'verify', '--max-skew' ],
     [ 'disclose without code on stdin', 'disclose', '--key', $path_a ],
     [ 'empty code on stdin', 'disclose', '--key', $path_a, \"\n" ],
+    [ 'a CR inside the code', 'disclose', '--key', $path_a,
+      \"123456\r789012\n" ],
+    [ 'a CR inside the code, no LF', 'disclose', '--key', $path_a,
+      \"123456\r789012" ],
+    [ 'a code too long', 'disclose', '--key', $path_a,
+      \('1' x 257 . "\n") ],
     [ 'code on the command line', 'disclose', '--resident-code',
       '123456789012', '--key', $path_a ],
     [ 'report without --to', 'report', '--from', $day1 ],
@@ -693,7 +699,8 @@ for my $case (
     ($rc, $out, $err) = jk(@args);
     is($rc, 2, "usage: $name exits 2");
     like($err, qr/\Ajukictl: [^\n]+\n\z/, "usage: $name: one line");
-    unlike($err, qr/123456789012|\bpw\b/, "usage: $name: no secret echoed");
+    unlike($err, qr/123456789012|789012|\bpw\b/,
+           "usage: $name: no secret echoed");
 }
 
 # a word that looks like a name is still echoed
