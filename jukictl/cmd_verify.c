@@ -142,6 +142,10 @@ jk_check_place(jk_verify_t *v, jk_vrec_t *x)
     case 'S':
         if (!none) {
             jk_break(v, x, "S record outside juki:{_}:audit");
+
+        } else if (x->r.suppressed < 1) {
+            /* a summary is written only for refusals it did not record */
+            jk_break(v, x, "S record with suppressed 0");
         }
         break;
 

@@ -233,6 +233,21 @@ load($recs);
            qr/writer 00000000cafef00d seq 1: no W record/);
 }
 
+# --- a summary of nothing: S with suppressed 0, even with a valid mac ---
+
+load($recs);
+{
+    my $sw = JukiRef::writer('00000000005c0000', $ka);
+    $redis->cmd('RPUSH', 'juki:{_}:audit',
+                JukiRef::record($sw, 'W', ts => $now)->{el});
+    $redis->cmd('RPUSH', 'juki:{_}:audit',
+                JukiRef::record($sw, 'S', ts => $now, cause => 17,
+                                second => int($now / 1000), recorded => 1,
+                                suppressed => 0)->{el});
+    broken('S suppressed 0', qr/writer 00000000005c0000 seq 1: S record (?#
+                                )with suppressed 0/);
+}
+
 # --- decision flips ---
 
 load($recs);
