@@ -13,7 +13,8 @@
  * is in it).  Then decisions: a gateway-decided A record's decision byte
  * equals its gdecision; a Redis-decided one's equals its C record's,
  * which follows it in the same list, once.  A Redis-decided A with no C
- * is "unconfirmed": counted, not a break.
+ * that passed (none, or one not checkable) is "unconfirmed": counted,
+ * not a break; report and disclose count it the same way.
  */
 
 #include <stdarg.h>
@@ -474,8 +475,9 @@ jk_verify_run(const jk_opts_t *o, jk_verify_t *v)
 
     for (i = 0; i < v->nrec; i++) {
         x = &v->recs[i];
-        if (x->r.type == 'A' && x->r.gdecision == 0 && x->nconf == 0
-            && !x->bad)
+        /* as report and disclose: a completion left out confirms nothing */
+        if (x->r.type == 'A' && x->r.gdecision == 0 && !x->bad
+            && (x->conf == NULL || x->conf->bad))
         {
             v->unconfirmed++;
         }
