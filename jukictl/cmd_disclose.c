@@ -38,7 +38,6 @@ typedef struct {
     char        *purpose;
     char        *decision;
     unsigned     confirmed:1;
-    unsigned     failed:1;
 } jk_access_t;
 
 
@@ -48,7 +47,6 @@ typedef struct {
     size_t           cap;
     size_t           shown;
     size_t           unconfirmed;
-    jk_ht_t          awaiting;  /* audit id -> index + 1 in list */
     jk_ht_t          purposes;
     jk_problems_t    prob;
     jk_keyring_t     kr;
@@ -208,7 +206,6 @@ jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
     a->ms = x->list;
     a->sq = x->pos;
     a->confirmed = x->r.gdecision != 0 || (x->conf && !x->conf->bad);
-    a->failed = 0;
     memcpy(a->agency, l->agency, alen);
     a->agency[alen] = '\0';
     a->purpose = a->agency + alen + 1;
@@ -336,10 +333,6 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_disclose_t *d)
 
     for (i = 0, k = 0; i < d->n; i++) {
         a = &d->list[i];
-
-        if (a->failed) {
-            continue;
-        }
 
         jk_fmt_iso(a->ts, when, sizeof(when));
         st = jk_statute(&d->purposes, a->purpose, &slen);
@@ -492,7 +485,6 @@ jk_cmd_disclose(const jk_opts_t *o)
     }
 
     if (jk_ht_init(&d->purposes, 64) != 0
-        || jk_ht_init(&d->awaiting, 64) != 0
         || jk_purposes_load(v.c, &d->purposes) != 0
         || jk_disclose_a3(d, &v, from_ms, to_ms) != 0)
     {
@@ -506,10 +498,8 @@ jk_cmd_disclose(const jk_opts_t *o)
     jk_problems_set(&d->prob, &v);
 
     for (i = 0; i < d->n; i++) {
-        if (!d->list[i].failed) {
-            d->shown++;
-            d->unconfirmed += !d->list[i].confirmed;
-        }
+        d->shown++;
+        d->unconfirmed += !d->list[i].confirmed;
     }
 
     if (d->n) {
@@ -535,7 +525,6 @@ done:
     free(d->list);
     OPENSSL_cleanse(d->pseudo, sizeof(d->pseudo));
     jk_ht_free(&d->purposes, free);
-    jk_ht_free(&d->awaiting, NULL);
     jk_keys_wipe(&d->kr);
     jk_verify_free(&v);
     free(d);

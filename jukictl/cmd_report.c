@@ -49,14 +49,12 @@ typedef struct {
     jk_ht_t          prov;      /* AGENCY\0PURPOSE */
     jk_ht_t          deny;      /* AGENCY\0REASON */
     jk_ht_t          unconf;    /* AGENCY\0PURPOSE\0DECISION */
-    jk_ht_t          awaiting;  /* audit id -> AGENCY\0PURPOSE\0DECISION */
     jk_ht_t          purposes;
     uint64_t         nprov;
     uint64_t         ndeny;
     uint64_t         nunconf;
     uint64_t         nsummarised;
     jk_problems_t    prob;
-    jk_keyring_t     kr;
     jk_buf_t         key;
 } jk_report_t;
 
@@ -544,7 +542,7 @@ jk_report_json(const jk_opts_t *o, jk_report_t *rp, jk_hent_t **prov,
 int
 jk_cmd_report(const jk_opts_t *o)
 {
-    int            rc = JK_ERR, nk;
+    int            rc = JK_ERR;
     uint64_t       from_ms, to_ms, skew;
     jk_hent_t    **sp = NULL, **sd = NULL, **su = NULL;
     jk_report_t   *rp;
@@ -578,16 +576,12 @@ jk_cmd_report(const jk_opts_t *o)
 
     rp->prob.cmd = "report";
 
-    (void) nk;
-
-
     if (jk_verify_run(o, &v) != JK_OK) {
         goto done;
     }
 
     if (jk_ht_init(&rp->prov, 64) != 0 || jk_ht_init(&rp->deny, 64) != 0
         || jk_ht_init(&rp->unconf, 64) != 0
-        || jk_ht_init(&rp->awaiting, 64) != 0
         || jk_ht_init(&rp->purposes, 64) != 0
         || jk_purposes_load(v.c, &rp->purposes) != 0
         || jk_report_a3(rp, &v, from_ms, to_ms) != 0)
@@ -633,9 +627,7 @@ done:
     jk_ht_free(&rp->prov, NULL);
     jk_ht_free(&rp->deny, NULL);
     jk_ht_free(&rp->unconf, NULL);
-    jk_ht_free(&rp->awaiting, free);
     jk_ht_free(&rp->purposes, free);
-    jk_keys_wipe(&rp->kr);
     jk_verify_free(&v);
     free(rp);
 

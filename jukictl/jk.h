@@ -34,12 +34,6 @@
 #define JK_SKEW_DEFAULT     5000    /* ms, --max-skew */
 #define JK_SKEW_MAX         86400000
 
-/*
- * How far past the end of a date window report and disclose read on for
- * the completion records that confirm decisions Redis made (ms).
- */
-#define JK_CONFIRM_LOOKAHEAD  3600000
-
 #define JK_UNUSED(x)        (void) (x)
 
 
