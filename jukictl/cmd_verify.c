@@ -528,8 +528,9 @@ jk_cmd_verify(const jk_opts_t *o)
     jk_verify_t  v;
 
     if (o->from || o->to) {
-        return jk_usage_err("verify --from/--to: not supported on A3 lists"
-                            " yet; verify reads them whole");
+        return jk_usage_err("verify --from/--to: not supported: verify"
+                            " reads every list whole (a chain has no date"
+                            " bounds)");
     }
 
     rc = jk_verify_run(o, &v);

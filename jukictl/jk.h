@@ -2,8 +2,7 @@
  * jukictl: command-line tool for juki-gateway.
  *
  * Shared declarations.  The byte-exact data contract this tool reads
- * and writes is docs/audit.md (A3 records) and
- * docs/audit.md (keys).
+ * and writes is docs/audit.md (A3 records and keys).
  */
 
 #ifndef JK_H_INCLUDED
@@ -89,7 +88,6 @@ void jk_buf_free(jk_buf_t *b);
 
 int jk_str_eq(const jk_str_t *s, const char *lit);
 int jk_parse_u64(const char *p, size_t n, uint64_t *out);
-int jk_parse_eid(const char *p, size_t n, uint64_t *ms, uint64_t *sq);
 
 int jk_parse_date(const char *s, int64_t *days);
 int jk_window(const jk_opts_t *o, int required, uint64_t *from_ms,

@@ -164,26 +164,6 @@ jk_parse_u64(const char *p, size_t n, uint64_t *out)
 }
 
 
-/* stream entry id "MS-SEQ" */
-
-int
-jk_parse_eid(const char *p, size_t n, uint64_t *ms, uint64_t *sq)
-{
-    const char  *dash;
-
-    dash = memchr(p, '-', n);
-    if (dash == NULL) {
-        return -1;
-    }
-
-    if (jk_parse_u64(p, (size_t) (dash - p), ms) != 0) {
-        return -1;
-    }
-
-    return jk_parse_u64(dash + 1, n - (size_t) (dash - p) - 1, sq);
-}
-
-
 /* "500ms", "5s", "2m", "1h"; a bare number is milliseconds */
 
 int
