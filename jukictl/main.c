@@ -80,8 +80,8 @@ static const jk_command_t  jk_commands[] = {
       "Provisions per agency and purpose, denials per agency and reason,"
       " for the\ninclusive UTC date range (by record ts).  Every"
       " record is checked\n(mac, and the completion that confirms a"
-      " decision made in Redis); exit 1\nwhen any failed (left out of the"
-      " counts).\n" },
+      " decision made in Redis); exit 1\nwhen any failed or could not be"
+      " checked (left out of the counts).\n" },
 
     { "disclose", C_DISCLOSE, jk_cmd_disclose,
       "usage: jukictl disclose [--resident-code -] [--from DATE]"
@@ -91,8 +91,8 @@ static const jk_command_t  jk_commands[] = {
       "Lists every audited request about one resident: time, agency,"
       " purpose,\nstatute and decision.  Operator ids are withheld."
       "  The code is read from\nthe first line of standard input, never"
-      " from the command line.  Records\nthat fail verification are left"
-      " out, and the exit status is 1.\n" },
+      " from the command line.  Records\nthat fail verification or cannot"
+      " be checked are left out, and the exit\nstatus is 1.\n" },
 
     { "verify", C_VERIFY, jk_cmd_verify,
       "usage: jukictl verify [--max-skew DURATION] --key PATH...\n\n"
