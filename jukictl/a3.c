@@ -480,7 +480,11 @@ jk_a3_read(redisContext *c, jk_a3_set_t *s)
         qsort(s->list, s->n, sizeof(s->list[0]), jk_a3_list_cmp);
     }
 
-    /* MULTI; TIME; GET trimmed and LLEN of each list; EXEC */
+    /*
+     * MULTI; TIME; GET juki:{_}:trimmed (read even when that list is
+     * gone: it says whether W records were archived); GET trimmed and
+     * LLEN of each list; EXEC
+     */
 
     r = jk_cmdf(c, "MULTI");
     if (r == NULL) {
@@ -488,8 +492,10 @@ jk_a3_read(redisContext *c, jk_a3_set_t *s)
     }
     freeReplyObject(r);
 
-    n = 1;
-    if (redisAppendCommand(c, "TIME") != REDIS_OK) {
+    n = 2;
+    if (redisAppendCommand(c, "TIME") != REDIS_OK
+        || redisAppendCommand(c, "GET juki:{_}:trimmed") != REDIS_OK)
+    {
         goto fail;
     }
 
@@ -542,9 +548,15 @@ jk_a3_read(redisContext *c, jk_a3_set_t *s)
 
     s->now_ms = sec * 1000 + usec / 1000;
 
+    if (jk_a3_int(r->element[1], &s->none_trimmed) != 0) {
+        jk_err("Redis: a bad trimmed counter for juki:{_}:audit");
+        freeReplyObject(r);
+        return -1;
+    }
+
     for (i = 0; i < s->n; i++) {
-        if (jk_a3_int(r->element[1 + 2 * i], &s->list[i].trimmed) != 0
-            || jk_a3_int(r->element[2 + 2 * i], &s->list[i].llen) != 0)
+        if (jk_a3_int(r->element[2 + 2 * i], &s->list[i].trimmed) != 0
+            || jk_a3_int(r->element[3 + 2 * i], &s->list[i].llen) != 0)
         {
             jk_err("Redis: a bad trimmed counter or LLEN for %s",
                    jk_safe(s->list[i].name, strlen(s->list[i].name)));

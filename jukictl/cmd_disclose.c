@@ -11,10 +11,12 @@
  * The records are those of jk_verify_run(): every list read whole and
  * every record checked.  Any record that fails is named on stderr and
  * left out (it might be one of the resident's), and the exit status is
- * 1.  A decision Redis made is "confirmed" only by its C record (verify
+ * 1; so is one that cannot be checked, counted on stderr and in md and
+ * json.  A decision Redis made is "confirmed" only by its C record (verify
  * links it); without one it is listed as unconfirmed.
  */
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -36,7 +38,6 @@ typedef struct {
     char        *purpose;
     char        *decision;
     unsigned     confirmed:1;
-    unsigned     failed:1;
 } jk_access_t;
 
 
@@ -46,7 +47,6 @@ typedef struct {
     size_t           cap;
     size_t           shown;
     size_t           unconfirmed;
-    jk_ht_t          awaiting;  /* audit id -> index + 1 in list */
     jk_ht_t          purposes;
     jk_problems_t    prob;
     jk_keyring_t     kr;
@@ -74,14 +74,20 @@ jk_access_cmp(const void *a, const void *b)
 
 /*
  * The first line of standard input; on a terminal with a prompt and no
- * echo.  A code given on the command line is refused.
+ * echo.  A code given on the command line is refused.  Read with read(2)
+ * one byte at a time, so that no copy of the code stays in a stdio
+ * buffer and nothing past the line is consumed; only a trailing LF or
+ * CR LF ends it: a CR anywhere else, or a NUL, is a bad code (not
+ * echoed).  The caller wipes code.
  */
 
 static int
 jk_read_code(const jk_opts_t *o, char *code, size_t size)
 {
     int             tty, rc = JK_OK;
-    size_t          n;
+    char            c = 0;
+    size_t          n = 0;
+    ssize_t         r;
     struct termios  t, saved;
 
     if (o->resident_code && strcmp(o->resident_code, "-") != 0) {
@@ -100,24 +106,63 @@ jk_read_code(const jk_opts_t *o, char *code, size_t size)
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
     }
 
-    if (fgets(code, (int) size, stdin) == NULL) {
+    for ( ;; ) {
+        r = read(STDIN_FILENO, &c, 1);
+
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+
+        if (r < 0) {
+            rc = jk_usage_err("cannot read the resident code from standard"
+                              " input: %s", strerror(errno));
+            goto done;
+        }
+
+        if (r == 0 || c == '\n') {
+            break;
+        }
+
+        if (n == size - 1) {
+            rc = jk_usage_err("resident code too long (at most %d bytes)",
+                              JK_CODE_MAX);
+            goto done;
+        }
+
+        code[n++] = c;
+    }
+
+    if (r == 0 && n == 0) {
         rc = jk_usage_err("no resident code on standard input");
         goto done;
     }
 
-    n = strcspn(code, "\r\n");
-    if (code[n] == '\0' && n == size - 1) {
+    if (n && code[n - 1] == '\r') {
+        n--;
+    }
+
+    code[n] = '\0';
+
+    if (n > JK_CODE_MAX) {
         rc = jk_usage_err("resident code too long (at most %d bytes)",
                           JK_CODE_MAX);
         goto done;
     }
-    code[n] = '\0';
 
-    if (code[0] == '\0') {
+    if (n == 0) {
         rc = jk_usage_err("empty resident code");
+        goto done;
+    }
+
+    if (memchr(code, '\r', n) != NULL || strlen(code) != n) {
+        rc = jk_usage_err("bad resident code (a CR or NUL inside the"
+                          " line)");
     }
 
 done:
+
+    c = 0;
+    OPENSSL_cleanse(&c, sizeof(c));
 
     if (tty) {
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
@@ -161,7 +206,6 @@ jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
     a->ms = x->list;
     a->sq = x->pos;
     a->confirmed = x->r.gdecision != 0 || (x->conf && !x->conf->bad);
-    a->failed = 0;
     memcpy(a->agency, l->agency, alen);
     a->agency[alen] = '\0';
     a->purpose = a->agency + alen + 1;
@@ -243,8 +287,15 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_disclose_t *d)
         printf("- Requests about you: %zu\n", d->shown);
 
         if (d->prob.n) {
-            printf("- **Records that failed verification, not listed:"
-                   " %llu**\n", (unsigned long long) d->prob.n);
+            printf("- **Records that failed verification (in any list, of"
+                   " any date), not listed: %llu**\n",
+                   (unsigned long long) d->prob.n);
+        }
+
+        if (d->prob.uncheckable) {
+            printf("- **Records that could not be checked (in any list, of"
+                   " any date), not listed: %llu**\n",
+                   (unsigned long long) d->prob.uncheckable);
         }
 
         putchar('\n');
@@ -274,16 +325,14 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_disclose_t *d)
             printf("null");
         }
         printf(",\n  \"count\": %zu,\n  \"unconfirmed\": %zu,"
-               "\n  \"unverified\": %llu,\n  \"accesses\": [", d->shown,
-               d->unconfirmed, (unsigned long long) d->prob.n);
+               "\n  \"unverified\": %llu,\n  \"uncheckable\": %llu,"
+               "\n  \"accesses\": [", d->shown, d->unconfirmed,
+               (unsigned long long) d->prob.n,
+               (unsigned long long) d->prob.uncheckable);
     }
 
     for (i = 0, k = 0; i < d->n; i++) {
         a = &d->list[i];
-
-        if (a->failed) {
-            continue;
-        }
 
         jk_fmt_iso(a->ts, when, sizeof(when));
         st = jk_statute(&d->purposes, a->purpose, &slen);
@@ -384,8 +433,11 @@ jk_cmd_disclose(const jk_opts_t *o)
     if (strcmp(format, "md") && strcmp(format, "csv")
         && strcmp(format, "json"))
     {
+        if (!jk_name_like(format, strlen(format), JK_NAME_MAX)) {
+            return jk_usage_err("bad --format (md, csv or json)");
+        }
         return jk_usage_err("bad --format \"%s\" (md, csv or json)",
-                            jk_safe(format, strlen(format)));
+                            format);
     }
 
     if (jk_window(o, 0, &from_ms, &to_ms, NULL) != JK_OK
@@ -433,21 +485,21 @@ jk_cmd_disclose(const jk_opts_t *o)
     }
 
     if (jk_ht_init(&d->purposes, 64) != 0
-        || jk_ht_init(&d->awaiting, 64) != 0
         || jk_purposes_load(v.c, &d->purposes) != 0
         || jk_disclose_a3(d, &v, from_ms, to_ms) != 0)
     {
         goto done;
     }
 
-    /* every failed record is left out: it might be one of the resident's */
-    d->prob.n = v.breaks;
+    /*
+     * every record that failed or could not be checked is left out: it
+     * might be one of the resident's
+     */
+    jk_problems_set(&d->prob, &v);
 
     for (i = 0; i < d->n; i++) {
-        if (!d->list[i].failed) {
-            d->shown++;
-            d->unconfirmed += !d->list[i].confirmed;
-        }
+        d->shown++;
+        d->unconfirmed += !d->list[i].confirmed;
     }
 
     if (d->n) {
@@ -473,7 +525,6 @@ done:
     free(d->list);
     OPENSSL_cleanse(d->pseudo, sizeof(d->pseudo));
     jk_ht_free(&d->purposes, free);
-    jk_ht_free(&d->awaiting, NULL);
     jk_keys_wipe(&d->kr);
     jk_verify_free(&v);
     free(d);

@@ -218,6 +218,9 @@ jk_cmd_function(const jk_opts_t *o)
         return jk_function_status(o, id);
     }
 
-    return jk_usage_err("unknown function subcommand \"%s\"",
-                        jk_safe(o->sub, strlen(o->sub)));
+    if (!jk_name_like(o->sub, strlen(o->sub), JK_NAME_MAX)) {
+        return jk_usage_err("unknown function subcommand");
+    }
+
+    return jk_usage_err("unknown function subcommand \"%s\"", o->sub);
 }

@@ -4,7 +4,8 @@
  * Counts the A3 records whose ts falls in the inclusive UTC date range,
  * among those jk_verify_run() accepts (every list read whole, every
  * record checked; one that fails is named on stderr and left out, and
- * the exit status is 1).  An A record counts:
+ * the exit status is 1; so is one that cannot be checked, counted on
+ * stderr and in the output).  An A record counts:
  *
  *   - decided by the gateway (gdecision, bound by its mac): a denial per
  *     agency and reason;
@@ -48,14 +49,12 @@ typedef struct {
     jk_ht_t          prov;      /* AGENCY\0PURPOSE */
     jk_ht_t          deny;      /* AGENCY\0REASON */
     jk_ht_t          unconf;    /* AGENCY\0PURPOSE\0DECISION */
-    jk_ht_t          awaiting;  /* audit id -> AGENCY\0PURPOSE\0DECISION */
     jk_ht_t          purposes;
     uint64_t         nprov;
     uint64_t         ndeny;
     uint64_t         nunconf;
     uint64_t         nsummarised;
     jk_problems_t    prob;
-    jk_keyring_t     kr;
     jk_buf_t         key;
 } jk_report_t;
 
@@ -277,8 +276,15 @@ jk_report_md(const jk_opts_t *o, jk_report_t *rp, jk_hent_t **prov,
     }
 
     if (rp->prob.n) {
-        printf("- **Records that failed verification, not counted: %llu**\n",
+        printf("- **Records that failed verification (in any list, of any"
+               " date), not counted: %llu**\n",
                (unsigned long long) rp->prob.n);
+    }
+
+    if (rp->prob.uncheckable) {
+        printf("- **Records that could not be checked (in any list, of any"
+               " date), not counted: %llu**\n",
+               (unsigned long long) rp->prob.uncheckable);
     }
 
     printf("\n## Provisions by agency and purpose\n\n");
@@ -390,11 +396,14 @@ jk_report_md(const jk_opts_t *o, jk_report_t *rp, jk_hent_t **prov,
         putchar('\n');
     }
 
-    if (rp->prob.n) {
-        printf("**Warning:** %llu records or streams failed verification"
-               " and are not counted.\nDo not publish this report before"
-               " `jukictl verify` has been run and the\ncause found.\n\n",
-               (unsigned long long) rp->prob.n);
+    if (rp->prob.n || rp->prob.uncheckable || rp->prob.breaks) {
+        printf("**Warning:** %llu records failed verification and %llu"
+               " could not be checked\n(their writer's first record was"
+               " archived); none of them is counted, and\nany of them may"
+               " belong to this period.  Do not publish this report before"
+               "\n`jukictl verify` has been run and the cause found.\n\n",
+               (unsigned long long) rp->prob.n,
+               (unsigned long long) rp->prob.uncheckable);
     }
 
     printf("Counted from the gateway's audit records, each written before"
@@ -456,6 +465,11 @@ jk_report_csv(jk_report_t *rp, jk_hent_t **prov, jk_hent_t **deny,
     if (rp->prob.n) {
         printf("unverified,,,,,%llu\r\n", (unsigned long long) rp->prob.n);
     }
+
+    if (rp->prob.uncheckable) {
+        printf("uncheckable,,,,,%llu\r\n",
+               (unsigned long long) rp->prob.uncheckable);
+    }
 }
 
 
@@ -515,18 +529,20 @@ jk_report_json(const jk_opts_t *o, jk_report_t *rp, jk_hent_t **prov,
 
     printf("%s],\n  \"totals\": {\"provisions\": %llu, \"denials\": %llu,"
            " \"summarised\": %llu, \"unconfirmed\": %llu,"
-           " \"unverified\": %llu}\n}\n", i ? "\n  " : "",
+           " \"unverified\": %llu, \"uncheckable\": %llu}\n}\n",
+           i ? "\n  " : "",
            (unsigned long long) rp->nprov, (unsigned long long) rp->ndeny,
            (unsigned long long) rp->nsummarised,
            (unsigned long long) rp->nunconf,
-           (unsigned long long) rp->prob.n);
+           (unsigned long long) rp->prob.n,
+           (unsigned long long) rp->prob.uncheckable);
 }
 
 
 int
 jk_cmd_report(const jk_opts_t *o)
 {
-    int            rc = JK_ERR, nk;
+    int            rc = JK_ERR;
     uint64_t       from_ms, to_ms, skew;
     jk_hent_t    **sp = NULL, **sd = NULL, **su = NULL;
     jk_report_t   *rp;
@@ -539,8 +555,11 @@ jk_cmd_report(const jk_opts_t *o)
     if (strcmp(format, "md") && strcmp(format, "csv")
         && strcmp(format, "json"))
     {
+        if (!jk_name_like(format, strlen(format), JK_NAME_MAX)) {
+            return jk_usage_err("bad --format (md, csv or json)");
+        }
         return jk_usage_err("bad --format \"%s\" (md, csv or json)",
-                            jk_safe(format, strlen(format)));
+                            format);
     }
 
     if (jk_window(o, 1, &from_ms, &to_ms, NULL) != JK_OK
@@ -557,16 +576,12 @@ jk_cmd_report(const jk_opts_t *o)
 
     rp->prob.cmd = "report";
 
-    (void) nk;
-
-
     if (jk_verify_run(o, &v) != JK_OK) {
         goto done;
     }
 
     if (jk_ht_init(&rp->prov, 64) != 0 || jk_ht_init(&rp->deny, 64) != 0
         || jk_ht_init(&rp->unconf, 64) != 0
-        || jk_ht_init(&rp->awaiting, 64) != 0
         || jk_ht_init(&rp->purposes, 64) != 0
         || jk_purposes_load(v.c, &rp->purposes) != 0
         || jk_report_a3(rp, &v, from_ms, to_ms) != 0)
@@ -574,7 +589,11 @@ jk_cmd_report(const jk_opts_t *o)
         goto done;
     }
 
-    rp->prob.n = v.breaks;
+    /*
+     * what was left out, over all the lists: the ts of a record that
+     * failed or could not be checked is not to be trusted for the window
+     */
+    jk_problems_set(&rp->prob, &v);
 
     sp = jk_ht_sorted(&rp->prov);
     sd = jk_ht_sorted(&rp->deny);
@@ -608,9 +627,7 @@ done:
     jk_ht_free(&rp->prov, NULL);
     jk_ht_free(&rp->deny, NULL);
     jk_ht_free(&rp->unconf, NULL);
-    jk_ht_free(&rp->awaiting, free);
     jk_ht_free(&rp->purposes, free);
-    jk_keys_wipe(&rp->kr);
     jk_verify_free(&v);
     free(rp);
 

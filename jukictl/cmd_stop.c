@@ -48,7 +48,7 @@ static int
 jk_switch(const jk_opts_t *o, int stop)
 {
     int              n, rc = JK_ERR;
-    char             agency[JK_AGENCY_MAX + 1], stream[JK_AGENCY_MAX + 16];
+    char             agency[JK_AGENCY_MAX + 1], list[JK_AGENCY_MAX + 16];
     char             op[JK_OPERATOR_MAX + 1];
     char             key[JK_AGENCY_MAX + JK_OPERATOR_MAX + 32];
     char             whex[17], node[256], actor[256];
@@ -99,11 +99,11 @@ jk_switch(const jk_opts_t *o, int stop)
     if (o->agency == NULL) {
         scope = "global";
         snprintf(key, sizeof(key), "juki:stop");
-        snprintf(stream, sizeof(stream), "juki:{_}:audit");
+        snprintf(list, sizeof(list), "juki:{_}:audit");
         agency[0] = '\0';
 
     } else {
-        snprintf(stream, sizeof(stream), "juki:{%s}:audit", agency);
+        snprintf(list, sizeof(list), "juki:{%s}:audit", agency);
 
         if (o->op) {
             scope = "operator";
@@ -225,7 +225,7 @@ jk_switch(const jk_opts_t *o, int stop)
     }
     freeReplyObject(r);
 
-    r = jk_cmdf(c, "RPUSH %s %b", stream, k.data, k.len);
+    r = jk_cmdf(c, "RPUSH %s %b", list, k.data, k.len);
     if (r == NULL) {
         goto done;
     }
@@ -260,7 +260,7 @@ jk_switch(const jk_opts_t *o, int stop)
         printf("%s: %s\n", hdr, key);
     }
 
-    printf("control record %s-1 in %s\n", whex, stream);
+    printf("control record %s-1 in %s\n", whex, list);
 
     (void) scope;
     rc = JK_OK;

@@ -13,7 +13,8 @@
  * is in it).  Then decisions: a gateway-decided A record's decision byte
  * equals its gdecision; a Redis-decided one's equals its C record's,
  * which follows it in the same list, once.  A Redis-decided A with no C
- * is "unconfirmed": counted, not a break.
+ * that passed (none, or one not checkable) is "unconfirmed": counted,
+ * not a break; report and disclose count it the same way.
  */
 
 #include <stdarg.h>
@@ -142,6 +143,10 @@ jk_check_place(jk_verify_t *v, jk_vrec_t *x)
     case 'S':
         if (!none) {
             jk_break(v, x, "S record outside juki:{_}:audit");
+
+        } else if (x->r.suppressed < 1) {
+            /* a summary is written only for refusals it did not record */
+            jk_break(v, x, "S record with suppressed 0");
         }
         break;
 
@@ -210,13 +215,12 @@ jk_check_completions(jk_verify_t *v, jk_vrec_t *recs, size_t n,
 }
 
 
-/* one writer's records, sorted by seq */
+/* one writer's records, sorted by seq; -1 when a mac cannot be computed */
 
-static void
+static int
 jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
     uint64_t *uncheckable, uint64_t *unkeyed)
 {
-    int              trimmed = 0;
     char             hex[17];
     size_t           i, j;
     uint64_t         maxts = 0;
@@ -228,21 +232,27 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
 
     for (j = 0; j < v->set.n; j++) {
         last[j] = UINT64_MAX;
-        if (v->set.list[j].trimmed) {
-            trimmed = 1;
-        }
     }
 
     x = g[0];
 
     if (x->r.seq != 0 || x->r.type != 'W') {
-        if (trimmed) {
-            /* the head was archived: nothing names this writer's key */
-            *uncheckable += n;
+        if (v->set.none_trimmed) {
+            /*
+             * W records live only in juki:{_}:audit: only when its head
+             * was archived may this writer's W be gone with it, and then
+             * nothing names its key.  Trimming of another list says
+             * nothing about W records.  A record that already failed
+             * a check stays a failure.
+             */
             for (i = 0; i < n; i++) {
+                if (!g[i]->bad) {
+                    g[i]->uncheckable = 1;
+                    (*uncheckable)++;
+                }
                 g[i]->bad = 1;
             }
-            return;
+            return 0;
         }
         jk_break(v, x, "no W record: seq 0 .. %llu missing",
                  (unsigned long long) x->r.seq - (x->r.type == 'W' ? 0 : 1));
@@ -250,7 +260,7 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
         for (i = 0; i < n; i++) {
             g[i]->bad = 1;
         }
-        return;
+        return 0;
     }
 
     jk_hex(x->r.kid, 8, hex);
@@ -264,7 +274,7 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
         for (i = 0; i < n; i++) {
             g[i]->bad = 1;
         }
-        return;
+        return 0;
     }
 
     memset(prev, 0, 16);
@@ -295,8 +305,8 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
         if (jk_a3_mac(k, l->agency, l->alen, prev, x->r.p, x->r.body_len,
                       &v->scratch, mac) != 0)
         {
-            v->breaks++;
-            return;
+            /* out of memory or OpenSSL failed (said): no verdict */
+            return -1;
         }
 
         if (memcmp(mac, x->r.mac, 16) != 0) {
@@ -328,13 +338,17 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
             maxts = x->r.ts;
         }
     }
+
+    return 0;
 }
 
 
 /*
  * Reads every list (the cut) and checks every record; breaks are named
  * on stderr (the first JK_BREAKS_SHOWN), counted in v->breaks, and the
- * records marked bad.  JK_ERR on usage errors and Redis errors.
+ * records marked bad (v->failed counts them; v->uncheckable those marked
+ * only for want of their W).  JK_ERR on usage errors, Redis errors, and
+ * when a mac cannot be computed.
  */
 
 int
@@ -452,16 +466,23 @@ jk_verify_run(const jk_opts_t *o, jk_verify_t *v)
         }
 
         v->nw++;
-        jk_check_chain(v, sorted + i, j - i, last, &v->uncheckable,
-                       &unkeyed);
+        if (jk_check_chain(v, sorted + i, j - i, last, &v->uncheckable,
+                           &unkeyed) != 0)
+        {
+            goto failed;
+        }
     }
 
     for (i = 0; i < v->nrec; i++) {
         x = &v->recs[i];
-        if (x->r.type == 'A' && x->r.gdecision == 0 && x->nconf == 0
-            && !x->bad)
+        /* as report and disclose: a completion left out confirms nothing */
+        if (x->r.type == 'A' && x->r.gdecision == 0 && !x->bad
+            && (x->conf == NULL || x->conf->bad))
         {
             v->unconfirmed++;
+        }
+        if (x->bad && !x->uncheckable) {
+            v->failed++;
         }
     }
 
@@ -507,8 +528,9 @@ jk_cmd_verify(const jk_opts_t *o)
     jk_verify_t  v;
 
     if (o->from || o->to) {
-        return jk_usage_err("verify --from/--to: not supported on A3 lists"
-                            " yet; verify reads them whole");
+        return jk_usage_err("verify --from/--to: not supported: verify"
+                            " reads every list whole (a chain has no date"
+                            " bounds)");
     }
 
     rc = jk_verify_run(o, &v);

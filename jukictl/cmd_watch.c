@@ -626,6 +626,9 @@ jk_cmd_watch(const jk_opts_t *o)
     format = o->format ? o->format : "text";
 
     if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
+        if (!jk_name_like(format, strlen(format), JK_NAME_MAX)) {
+            return jk_usage_err("bad --format (text or json)");
+        }
         return jk_usage_err("bad --format \"%s\" (text or json)", format);
     }
 

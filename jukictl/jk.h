@@ -2,8 +2,7 @@
  * jukictl: command-line tool for juki-gateway.
  *
  * Shared declarations.  The byte-exact data contract this tool reads
- * and writes is docs/audit.md (A3 records) and
- * docs/audit.md (keys).
+ * and writes is docs/audit.md (A3 records and keys).
  */
 
 #ifndef JK_H_INCLUDED
@@ -18,7 +17,8 @@
 
 /* exit status */
 #define JK_OK               0
-#define JK_FAIL             1       /* a record or a stream failed a check */
+#define JK_FAIL             1       /* a record failed a check, or was
+                                       left out */
 #define JK_ERR              2       /* bad usage, unreachable or misbehaving
                                        Redis, ... */
 
@@ -32,12 +32,6 @@
 
 #define JK_SKEW_DEFAULT     5000    /* ms, --max-skew */
 #define JK_SKEW_MAX         86400000
-
-/*
- * How far past the end of a date window report and disclose read on for
- * the completion records that confirm decisions Redis made (ms).
- */
-#define JK_CONFIRM_LOOKAHEAD  3600000
 
 #define JK_UNUSED(x)        (void) (x)
 
@@ -94,7 +88,6 @@ void jk_buf_free(jk_buf_t *b);
 
 int jk_str_eq(const jk_str_t *s, const char *lit);
 int jk_parse_u64(const char *p, size_t n, uint64_t *out);
-int jk_parse_eid(const char *p, size_t n, uint64_t *ms, uint64_t *sq);
 
 int jk_parse_date(const char *s, int64_t *days);
 int jk_window(const jk_opts_t *o, int required, uint64_t *from_ms,
@@ -122,6 +115,10 @@ void jk_out_json(FILE *f, const char *p, size_t n);
 void jk_out_csv(FILE *f, const char *p, size_t n);
 void jk_out_md(FILE *f, const char *p, size_t n);
 const char *jk_safe(const char *p, size_t n);
+int jk_name_like(const char *p, size_t n, size_t max);
+
+#define JK_NAME_MAX         16      /* a command or format name echoed */
+#define JK_OPTION_MAX       24      /* an option name echoed */
 void jk_safe_free(void);
 int jk_out_finish(void);
 
@@ -204,8 +201,14 @@ int jk_skew_opt(const jk_opts_t *o, uint64_t *skew);
 
 typedef struct {
     const char      *cmd;
-    uint64_t         n;
+    uint64_t         n;             /* records left out: failed a check */
+    uint64_t         uncheckable;   /* records left out: not checkable */
+    uint64_t         breaks;
 } jk_problems_t;
+
+struct jk_verify_s;
+
+void jk_problems_set(jk_problems_t *p, const struct jk_verify_s *v);
 
 int jk_problems_end(jk_problems_t *p);
 
@@ -264,6 +267,8 @@ typedef struct {
     size_t               n;
     size_t               cap;
     uint64_t             now_ms;        /* Redis TIME at the cut */
+    uint64_t             none_trimmed;  /* juki:{_}:trimmed: W records
+                                           may have been archived */
 } jk_a3_set_t;
 
 const char *jk_a3_decode(const unsigned char *p, size_t len, jk_a3_t *r);
@@ -290,11 +295,13 @@ struct jk_vrec_s {
     size_t           pos;           /* i, in the list as read */
     unsigned         nconf;         /* C records naming this A */
     jk_vrec_t       *conf;          /* A: its confirming C */
-    unsigned         bad:1;         /* failed a check: left out */
+    unsigned         bad:1;         /* failed a check or not checkable:
+                                       left out */
+    unsigned         uncheckable:1; /* bad only for want of its W */
 };
 
 
-typedef struct {
+typedef struct jk_verify_s {
     const char         *cmd;
     jk_a3_set_t         set;
     jk_keyring_t        kr;
@@ -306,7 +313,8 @@ typedef struct {
     size_t              nw;
     uint64_t            cnt[128];
     uint64_t            unconfirmed;
-    uint64_t            uncheckable;
+    uint64_t            uncheckable;    /* records marked uncheckable */
+    uint64_t            failed;         /* records bad, not uncheckable */
     jk_ht_t             as;
     redisContext       *c;
 } jk_verify_t;

@@ -80,8 +80,8 @@ static const jk_command_t  jk_commands[] = {
       "Provisions per agency and purpose, denials per agency and reason,"
       " for the\ninclusive UTC date range (by record ts).  Every"
       " record is checked\n(mac, and the completion that confirms a"
-      " decision made in Redis); exit 1\nwhen any failed (left out of the"
-      " counts).\n" },
+      " decision made in Redis); exit 1\nwhen any failed or could not be"
+      " checked (left out of the counts).\n" },
 
     { "disclose", C_DISCLOSE, jk_cmd_disclose,
       "usage: jukictl disclose [--resident-code -] [--from DATE]"
@@ -91,8 +91,8 @@ static const jk_command_t  jk_commands[] = {
       "Lists every audited request about one resident: time, agency,"
       " purpose,\nstatute and decision.  Operator ids are withheld."
       "  The code is read from\nthe first line of standard input, never"
-      " from the command line.  Records\nthat fail verification are left"
-      " out, and the exit status is 1.\n" },
+      " from the command line.  Records\nthat fail verification or cannot"
+      " be checked are left out, and the exit\nstatus is 1.\n" },
 
     { "verify", C_VERIFY, jk_cmd_verify,
       "usage: jukictl verify [--max-skew DURATION] --key PATH...\n\n"
@@ -251,6 +251,27 @@ jk_password_read(const char *path, char *buf, size_t size)
 }
 
 
+/*
+ * An unknown "-x" or "--name[=value]": the name (without its dashes and
+ * value) is echoed only when it looks like an option name; anything else
+ * might be a resident code or a password.
+ */
+
+static int
+jk_unknown_option(const char *arg)
+{
+    const char  *name = arg + (arg[1] == '-' ? 2 : 1);
+    size_t       n = strcspn(name, "=");
+
+    if (!jk_name_like(name, n, JK_OPTION_MAX)) {
+        return jk_usage_err("unknown option");
+    }
+
+    return jk_usage_err("unknown option \"%.*s\"",
+                        (int) (name - arg + n), arg);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -277,8 +298,7 @@ main(int argc, char **argv)
 
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
             if (arg[0] == '-' && arg[1] != '\0') {
-                return jk_usage_err("unknown option \"%s\"",
-                                    jk_safe(arg, strcspn(arg, "=")));
+                return jk_unknown_option(arg);
             }
 
             if (cmd && cmd->mask == C_FUNCTION && o.sub == NULL) {
@@ -299,8 +319,11 @@ main(int argc, char **argv)
             }
 
             if (cmd->name == NULL) {
-                return jk_usage_err("unknown command \"%s\"",
-                                    jk_safe(arg, strlen(arg)));
+                /* echoed only when it looks like a command name */
+                if (!jk_name_like(arg, strlen(arg), JK_NAME_MAX)) {
+                    return jk_usage_err("unknown command");
+                }
+                return jk_usage_err("unknown command \"%s\"", arg);
             }
 
             continue;
@@ -318,8 +341,7 @@ main(int argc, char **argv)
         }
 
         if (opt->name == NULL) {
-            return jk_usage_err("unknown option \"%s\"",
-                                jk_safe(arg, strcspn(arg, "=")));
+            return jk_unknown_option(arg);
         }
 
         if (eq) {
@@ -400,8 +422,8 @@ main(int argc, char **argv)
 
         if (jk_parse_u64(o.db, strlen(o.db), &db) != 0 || db > 1000000) {
             OPENSSL_cleanse(password, sizeof(password));
-            return jk_usage_err("bad database number \"%s\"",
-                                jk_safe(o.db, strlen(o.db)));
+            /* not echoed: it might be a resident code */
+            return jk_usage_err("bad database number (0 to 1000000)");
         }
     }
 

@@ -1,15 +1,12 @@
 /*
  * jukictl: what report and disclose share: --max-skew, and the closing
- * line when records failed verification (the A3 records themselves are
- * a3.c; their checks cmd_verify.c).
+ * lines when records failed verification or were not checkable (the A3
+ * records themselves are a3.c; their checks cmd_verify.c).
  */
 
 #include <string.h>
 
 #include "jk.h"
-
-
-#define JK_PROBLEMS_NAMED   20      /* lines on stderr, then a count */
 
 
 int
@@ -20,31 +17,49 @@ jk_skew_opt(const jk_opts_t *o, uint64_t *skew)
     if (o->max_skew
         && (jk_parse_duration(o->max_skew, skew) != 0 || *skew > JK_SKEW_MAX))
     {
-        return jk_usage_err("bad --max-skew \"%s\" (a duration: 500ms, 5s,"
-                            " 2m, at most 24h)",
-                            jk_safe(o->max_skew, strlen(o->max_skew)));
+        /* not echoed: it might be a resident code */
+        return jk_usage_err("bad --max-skew (a duration: 500ms, 5s, 2m, at"
+                            " most 24h)");
     }
 
     return JK_OK;
 }
 
 
+/* what a verify run left out, for the closing lines and the outputs */
+
+void
+jk_problems_set(jk_problems_t *p, const jk_verify_t *v)
+{
+    p->n = v->failed;
+    p->uncheckable = v->uncheckable;
+    p->breaks = v->breaks;
+}
+
+
+/*
+ * The closing lines on stderr (the breaks themselves were named while
+ * verify ran, with their count past the first 20); JK_FAIL when any
+ * record was left out, for whatever reason.
+ */
+
 int
 jk_problems_end(jk_problems_t *p)
 {
-    if (p->n == 0) {
-        return JK_OK;
+    if (p->n) {
+        fprintf(stderr, "jukictl: %s: %llu record%s failed verification"
+                " and %s left out; run jukictl verify\n", p->cmd,
+                (unsigned long long) p->n, p->n == 1 ? "" : "s",
+                p->n == 1 ? "is" : "are");
     }
 
-    if (p->n > JK_PROBLEMS_NAMED) {
-        fprintf(stderr, "jukictl: %s: ... and %llu more\n", p->cmd,
-                (unsigned long long) (p->n - JK_PROBLEMS_NAMED));
+    if (p->uncheckable) {
+        fprintf(stderr, "jukictl: %s: %llu record%s not checkable (no W"
+                " record while juki:{_}:trimmed > 0) and %s left out\n",
+                p->cmd, (unsigned long long) p->uncheckable,
+                p->uncheckable == 1 ? " is" : "s are",
+                p->uncheckable == 1 ? "is" : "are");
     }
 
-    fprintf(stderr, "jukictl: %s: %llu record%s or stream%s failed"
-            " verification and %s left out; run jukictl verify\n", p->cmd,
-            (unsigned long long) p->n, p->n == 1 ? "" : "s",
-            p->n == 1 ? "" : "s", p->n == 1 ? "is" : "are");
-
-    return JK_FAIL;
+    return p->n || p->uncheckable || p->breaks ? JK_FAIL : JK_OK;
 }

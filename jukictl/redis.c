@@ -1,5 +1,6 @@
 /*
- * jukictl: Redis connection, stream listing and stream iteration.
+ * jukictl: Redis connection, commands, SCAN of keys (the audit lists)
+ * and juki:purposes.
  */
 
 #include <errno.h>

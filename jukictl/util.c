@@ -164,26 +164,6 @@ jk_parse_u64(const char *p, size_t n, uint64_t *out)
 }
 
 
-/* stream entry id "MS-SEQ" */
-
-int
-jk_parse_eid(const char *p, size_t n, uint64_t *ms, uint64_t *sq)
-{
-    const char  *dash;
-
-    dash = memchr(p, '-', n);
-    if (dash == NULL) {
-        return -1;
-    }
-
-    if (jk_parse_u64(p, (size_t) (dash - p), ms) != 0) {
-        return -1;
-    }
-
-    return jk_parse_u64(dash + 1, n - (size_t) (dash - p) - 1, sq);
-}
-
-
 /* "500ms", "5s", "2m", "1h"; a bare number is milliseconds */
 
 int
@@ -301,8 +281,9 @@ jk_parse_date(const char *s, int64_t *days)
 
 
 /*
- * --from/--to to an inclusive range of stream entry milliseconds.
- * Without --from the range starts at 0, without --to it is open.
+ * --from/--to (UTC days) to an inclusive range of record ts in
+ * milliseconds.  Without --from the range starts at 0, without --to it
+ * is open.
  */
 
 int
@@ -316,16 +297,17 @@ jk_window(const jk_opts_t *o, int required, uint64_t *from_ms,
                             o->command);
     }
 
+    /* a bad date is not echoed: it might be a resident code */
+
     if (o->from && jk_parse_date(o->from, &from) != 0) {
-        return jk_usage_err("bad --from date \"%s\" (want YYYY-MM-DD)",
-                            o->from);
+        return jk_usage_err("bad --from date (want YYYY-MM-DD)");
     }
 
     if (o->to && jk_parse_date(o->to, &to) != 0) {
-        return jk_usage_err("bad --to date \"%s\" (want YYYY-MM-DD)",
-                            o->to);
+        return jk_usage_err("bad --to date (want YYYY-MM-DD)");
     }
 
+    /* both are valid dates here, safe to echo */
     if (o->from && o->to && to < from) {
         return jk_usage_err("--to %s is before --from %s", o->to, o->from);
     }
@@ -591,7 +573,11 @@ jk_esc_csv(jk_buf_t *b, const char *s, size_t n)
 }
 
 
-/* the text form, then no pipes, no emphasis, no links, no raw HTML */
+/*
+ * The text form (no line breaks or other controls, backslashes doubled),
+ * then no pipes, emphasis, strikethrough, code spans, links, raw HTML or
+ * character references: \ before | \ * _ ` [ ] ~, and & < > as entities.
+ */
 
 static int
 jk_esc_md(jk_buf_t *b, const char *s, size_t n)
@@ -608,11 +594,17 @@ jk_esc_md(jk_buf_t *b, const char *s, size_t n)
     for (i = 0; i < t.len && rc == 0; i++) {
         char  c = t.data[i];
 
-        if (strchr("|\\*_`[]", c) != NULL) {
+        if (strchr("|\\*_`[]~", c) != NULL) {
             rc = jk_buf_append(b, "\\", 1) || jk_buf_append(b, &c, 1);
+
+        } else if (c == '&') {
+            rc = jk_buf_append(b, "&amp;", 5);
 
         } else if (c == '<') {
             rc = jk_buf_append(b, "&lt;", 4);
+
+        } else if (c == '>') {
+            rc = jk_buf_append(b, "&gt;", 4);
 
         } else {
             rc = jk_buf_append(b, &c, 1);
@@ -721,6 +713,32 @@ jk_safe(const char *p, size_t n)
     }
 
     return b->data;
+}
+
+
+/*
+ * Whether a word given on the command line looks like a command, option
+ * or format name (1 to max bytes of a-z and '-'): only such a word is
+ * echoed in a message, since anything else might be a resident code or a
+ * password given in the wrong place.
+ */
+
+int
+jk_name_like(const char *p, size_t n, size_t max)
+{
+    size_t  i;
+
+    if (n == 0 || n > max) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!((p[i] >= 'a' && p[i] <= 'z') || p[i] == '-')) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -19,6 +19,7 @@ use warnings;
 
 use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
+use POSIX ();
 use Test::More;
 
 use lib dirname(__FILE__) . '/jukictl';
@@ -225,6 +226,27 @@ load($recs);
                 JukiRef::record($nw, 'A', agency => 'city-a', ts => $now,
                                 decision => 'deny:bad_request')->{el});
     broken('no W record', qr/writer 00000000cafef00d seq 1: no W record/);
+
+    # an agency list's trimmed counter says nothing about W records (they
+    # live only in juki:{_}:audit): the forged writer is still a break
+    $redis->cmd('SET', 'juki:{city-a}:trimmed', 5);
+    broken('no W record, an agency list trimmed',
+           qr/writer 00000000cafef00d seq 1: no W record/);
+}
+
+# --- a summary of nothing: S with suppressed 0, even with a valid mac ---
+
+load($recs);
+{
+    my $sw = JukiRef::writer('00000000005c0000', $ka);
+    $redis->cmd('RPUSH', 'juki:{_}:audit',
+                JukiRef::record($sw, 'W', ts => $now)->{el});
+    $redis->cmd('RPUSH', 'juki:{_}:audit',
+                JukiRef::record($sw, 'S', ts => $now, cause => 17,
+                                second => int($now / 1000), recorded => 1,
+                                suppressed => 0)->{el});
+    broken('S suppressed 0', qr/writer 00000000005c0000 seq 1: S record (?#
+                                )with suppressed 0/);
 }
 
 # --- decision flips ---
@@ -349,6 +371,35 @@ load($recs);
     my $n = grep { $_->{writer} eq $w0->{writer} } @$recs;
     like($out, qr/^not checkable: ${\ ($n - 1)} records of writers whose (?#
                   )head was trimmed$/m, 'trimmed: its records counted apart');
+
+    # an allow whose only completion is not checkable is unconfirmed, for
+    # verify as for report (the completion's writer has no W record)
+    my $pw = JukiRef::writer('0000000000aa0001', $ka);
+    my $qw = JukiRef::writer('0000000000aa0002', $ka);
+    $qw->{seq} = 5;
+    $redis->cmd('RPUSH', 'juki:{_}:audit',
+                JukiRef::record($pw, 'W', ts => $now)->{el});
+    $redis->cmd('RPUSH', 'juki:{city-a}:audit',
+                JukiRef::record($pw, 'A', agency => 'city-a', ts => $now,
+                                decision => 'allow', purpose => 'tax.local',
+                                gdecision => 0)->{el});
+    $redis->cmd('RPUSH', 'juki:{city-a}:audit',
+                JukiRef::record($qw, 'C', agency => 'city-a', ts => $now,
+                                awriter => $pw->{name}, aseq => 1,
+                                decision => 'allow')->{el});
+    ($rc, $out, $err) = verify();
+    is($rc, 0, 'completion not checkable: no break') or diag $err;
+    like($out, qr/^unconfirmed: 1 audit records/m,
+         'completion not checkable: verify counts the allow unconfirmed');
+    like($out, qr/^not checkable: $n records/m,
+         'completion not checkable: the completion is not checkable');
+    my $day = POSIX::strftime('%Y-%m-%d', gmtime($now / 1000));
+    ($rc, $out, $err) = jk('report', '--key', $path_a, '--from', $day,
+                           '--to', $day, '--format', 'json');
+    like($out, qr/"unconfirmed": 1,/,
+         'completion not checkable: report agrees');
+    $redis->cmd('LTRIM', 'juki:{_}:audit', 0, -2);
+    $redis->cmd('LTRIM', 'juki:{city-a}:audit', 0, -3);
 
     # without the counter, the missing W is a break
     $redis->cmd('DEL', 'juki:{_}:trimmed');

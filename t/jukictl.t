@@ -250,6 +250,16 @@ like($out, qr/\| \*\*Total\*\* \| \| \| \*\*$nprov\*\* \|/,
 like($out, qr/\| \*\*Total\*\* \| \| \*\*$ndeny\*\* \|/,
      'report md: denials total');
 like($out, qr/"survivor" \\\| pensions/, 'report md: pipe escaped');
+{
+    # what else Markdown must not take as markup
+    $redis->cmd('HSET', 'juki:purposes', 'tax.local',
+                "Act &lt; & <b>x</b> ~~y~~\nz");
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2, @keys);
+    like($out, qr/\| Act &amp;lt; &amp; &lt;b&gt;x&lt;\/b&gt; (?#
+                  )\\~\\~y\\~\\~\\\\x0az \|/,
+         'report md: & < > ~ and a line break escaped');
+    $redis->cmd('HSET', 'juki:purposes', %statute);
+}
 
 ($rc, $out, $err) = jk('report', '--from', $day2, '--to', $day2,
                        '--format', 'json', @keys);
@@ -274,7 +284,7 @@ is(decode_json($out)->{totals}{provisions}, 0, 'report: empty period');
     ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
                            '--format', 'json', @keys);
     is($rc, 1, 'report: a flipped decision exits 1');
-    like($err, qr/decision flip.*\n.*1 record or stream failed verification/s,
+    like($err, qr/decision flip.*\n.*1 record failed verification/s,
          'report: names it and says it is left out');
     $j = eval { decode_json($out) } // {};
     is($j->{totals}{provisions} // -1, $nprov - 1,
@@ -354,6 +364,96 @@ is(decode_json($out)->{count}, 0, 'disclose: an unknown code has none');
     like($err, qr/bad mac/, 'disclose: names it');
     is((eval { decode_json($out) } // {})->{count} // -1, @want - 1,
        'disclose: the edited record is left out');
+    load($recs);
+}
+
+# the failure count is of records left out, not of breaks: a writer under
+# a key not given, with 3 records (W and 2 A), is one break
+{
+    load($recs);
+    my $uw = JukiRef::writer('00000000000bad03', JukiRef::key(raw_key(9, 32)));
+    my @x = (JukiRef::record($uw, 'W', ts => ($today - 1) * $day_ms + 5000));
+    push @x, JukiRef::record($uw, 'A', agency => 'city-a',
+                             ts => ($today - 1) * $day_ms + 6000 + $_,
+                             decision => 'deny:bad_request',
+                             purpose => 'tax.local')
+        for 1 .. 2;
+    $redis->load(\@x);
+    ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                           '--format', 'json', @keys);
+    is($rc, 1, 'unverified records: report exits 1');
+    is((eval { decode_json($out) } // {})->{totals}{unverified} // -1, 3,
+       'unverified records: report json counts the 3 records');
+    like($err, qr/^jukictl: report: 3 records failed verification and are (?#
+                  )left out; run jukictl verify$/m,
+         'unverified records: report says 3 on stderr');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2,
+                     '--format', 'csv', @keys);
+    ok((grep { join(',', @$_) eq 'unverified,,,,,3' } csv_rows($out)),
+       'unverified records: report csv row');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2, @keys);
+    like($out, qr/^- \*\*Records that failed verification \(in any list, (?#
+                  )of any date\), not counted: 3\*\*$/m,
+         'unverified records: report md');
+    ($rc, $out, $err) = jk('disclose', '--format', 'json', @keys,
+                           \"$code\n");
+    is($rc, 1, 'unverified records: disclose exits 1');
+    is((eval { decode_json($out) } // {})->{unverified} // -1, 3,
+       'unverified records: disclose json counts the 3 records');
+    load($recs);
+}
+
+# records not checkable (the first W archived): counted, and exit 1
+{
+    load($recs);
+    my ($w0) = grep { $_->{list} eq 'juki:{_}:audit' } @$recs;
+    is($w0->{type}, 'W', 'not checkable: a W heads juki:{_}:audit');
+    my $n = grep { $_->{writer} eq $w0->{writer} } @$recs;
+    $n--;
+    $redis->cmd('LPOP', 'juki:{_}:audit');
+    $redis->cmd('SET', 'juki:{_}:trimmed', 1);
+    ($rc, $out, $err) = jk('report', '--from', $day1, '--to', $day2,
+                           '--format', 'json', @keys);
+    is($rc, 1, 'not checkable: report exits 1');
+    $j = eval { decode_json($out) } // {};
+    is(($j->{totals}{uncheckable} // -1) . ' ' . ($j->{totals}{unverified}
+       // -1), "$n 0", 'not checkable: report json totals.uncheckable');
+    like($err, qr/^jukictl: report: $n records are not checkable \(no W (?#
+                  )record while juki:\{_\}:trimmed > 0\) and are left out$/m,
+         'not checkable: report says it on stderr');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2,
+                     '--format', 'csv', @keys);
+    is($rc, 1, 'not checkable: report csv exits 1');
+    ok((grep { join(',', @$_) eq "uncheckable,,,,,$n" } csv_rows($out)),
+       'not checkable: report csv row');
+    ($rc, $out) = jk('report', '--from', $day1, '--to', $day2, @keys);
+    is($rc, 1, 'not checkable: report md exits 1');
+    like($out, qr/^- \*\*Records that could not be checked \(in any list, (?#
+                  )of any date\), not counted: $n\*\*$/m,
+         'not checkable: report md line');
+    like($out, qr/^\*\*Warning:\*\* 0 records failed verification and $n (?#
+                  )could not be checked$/m, 'not checkable: report md warning');
+    ($rc, $out, $err) = jk('disclose', '--format', 'json', @keys,
+                           \"$code\n");
+    is($rc, 1, 'not checkable: disclose exits 1');
+    is((eval { decode_json($out) } // {})->{uncheckable} // -1, $n,
+       'not checkable: disclose json');
+    like($err, qr/^jukictl: disclose: $n records are not checkable/m,
+         'not checkable: disclose says it on stderr');
+    ($rc, $out) = jk('disclose', @keys, \"$code\n");
+    is($rc, 1, 'not checkable: disclose md exits 1');
+    like($out, qr/^- \*\*Records that could not be checked \(in any list, (?#
+                  )of any date\), not listed: $n\*\*$/m,
+         'not checkable: disclose md line');
+    ($rc, $out, $err) = jk('disclose', '--format', 'csv', @keys,
+                           \"$code\n");
+    is($rc, 1, 'not checkable: disclose csv exits 1');
+    like($err, qr/^jukictl: disclose: $n records are not checkable/m,
+         'not checkable: disclose csv says it on stderr');
+    my @r = csv_rows($out);
+    shift @r;
+    is(scalar(grep { @$_ != 6 || $_->[0] !~ /\A\d{4}-\d\d-\d\dT/ } @r), 0,
+       'not checkable: disclose csv stays data only (one row per access)');
     load($recs);
 }
 
@@ -553,6 +653,12 @@ for my $case (
     [ 'missing value', 'verify', '--max-skew' ],
     [ 'disclose without code on stdin', 'disclose', '--key', $path_a ],
     [ 'empty code on stdin', 'disclose', '--key', $path_a, \"\n" ],
+    [ 'a CR inside the code', 'disclose', '--key', $path_a,
+      \"123456\r789012\n" ],
+    [ 'a CR inside the code, no LF', 'disclose', '--key', $path_a,
+      \"123456\r789012" ],
+    [ 'a code too long', 'disclose', '--key', $path_a,
+      \('1' x 257 . "\n") ],
     [ 'code on the command line', 'disclose', '--resident-code',
       '123456789012', '--key', $path_a ],
     [ 'report without --to', 'report', '--from', $day1 ],
@@ -572,13 +678,41 @@ for my $case (
       '--reason', 'r', '--key', $path_a ],
     [ 'bad db', 'status', '--db', 'x' ],
     [ 'bad address', 'status', '--redis', 'localhost:99999' ],
+    # a resident code given where a word was expected is not echoed
+    [ 'a code before the command', '123456789012', 'status' ],
+    [ 'a code as the command', '123456789012' ],
+    [ 'a code as an option', 'status', '--123456789012' ],
+    [ 'a code as a short option', 'status', '-123456789012' ],
+    [ 'a code as an option with a value', 'status', '--123456789012=x' ],
+    [ 'a code as a function subcommand', 'function', '123456789012' ],
+    [ 'a code as --db', 'status', '--db', '123456789012' ],
+    [ 'a code as --format', 'report', '--from', $day1, '--to', $day2,
+      '--format', '123456789012' ],
+    [ 'a code as --max-skew', 'verify', '--max-skew', '123456789012',
+      '--key', $path_a ],
+    [ 'a code as --from', 'report', '--from', '123456789012', '--to',
+      $day2 ],
+    [ 'a code as --to', 'disclose', '--to', '123456789012', '--key',
+      $path_a, \"123456789018\n" ],
 ) {
     my ($name, @args) = @$case;
     ($rc, $out, $err) = jk(@args);
     is($rc, 2, "usage: $name exits 2");
     like($err, qr/\Ajukictl: [^\n]+\n\z/, "usage: $name: one line");
-    unlike($err, qr/123456789012|\bpw\b/, "usage: $name: no secret echoed");
+    unlike($err, qr/123456789012|789012|\bpw\b/,
+           "usage: $name: no secret echoed");
 }
+
+# a word that looks like a name is still echoed
+($rc, $out, $err) = jk('frobnicate');
+like($err, qr/\Ajukictl: unknown command "frobnicate" \(see[^\n]*\n\z/,
+     'unknown command: a name-like word is echoed');
+($rc, $out, $err) = jk('status', '--bogus=123456789012');
+like($err, qr/\Ajukictl: unknown option "--bogus" \(see[^\n]*\n\z/,
+     'unknown option: the name echoed, not its value');
+($rc, $out, $err) = jk('123456789012');
+like($err, qr/\Ajukictl: unknown command \(see[^\n]*\n\z/,
+     'unknown command: a code is not echoed');
 
 ($rc, $out, $err) = jk('status', '--password', 'pw');
 like($err, qr/JUKI_REDIS_PASSWORD or give --password-file/,
