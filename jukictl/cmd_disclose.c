@@ -286,17 +286,7 @@ jk_disclose_out(const jk_opts_t *o, const char *format, jk_disclose_t *d)
                o->to ? jk_safe(o->to, strlen(o->to)) : "now");
         printf("- Requests about you: %zu\n", d->shown);
 
-        if (d->prob.n) {
-            printf("- **Records that failed verification (in any list, of"
-                   " any date), not listed: %llu**\n",
-                   (unsigned long long) d->prob.n);
-        }
-
-        if (d->prob.uncheckable) {
-            printf("- **Records that could not be checked (in any list, of"
-                   " any date), not listed: %llu**\n",
-                   (unsigned long long) d->prob.uncheckable);
-        }
+        jk_problems_md(&d->prob, "listed");
 
         putchar('\n');
 

@@ -275,17 +275,7 @@ jk_report_md(const jk_opts_t *o, jk_report_t *rp, jk_hent_t **prov,
                (unsigned long long) rp->nunconf);
     }
 
-    if (rp->prob.n) {
-        printf("- **Records that failed verification (in any list, of any"
-               " date), not counted: %llu**\n",
-               (unsigned long long) rp->prob.n);
-    }
-
-    if (rp->prob.uncheckable) {
-        printf("- **Records that could not be checked (in any list, of any"
-               " date), not counted: %llu**\n",
-               (unsigned long long) rp->prob.uncheckable);
-    }
+    jk_problems_md(&rp->prob, "counted");
 
     printf("\n## Provisions by agency and purpose\n\n");
 

@@ -211,6 +211,7 @@ struct jk_verify_s;
 void jk_problems_set(jk_problems_t *p, const struct jk_verify_s *v);
 
 int jk_problems_end(jk_problems_t *p);
+void jk_problems_md(const jk_problems_t *p, const char *verb);
 
 
 /* a3.c: A3 records (docs/audit.md) */

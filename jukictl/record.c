@@ -43,6 +43,27 @@ jk_problems_set(jk_problems_t *p, const jk_verify_t *v)
  * record was left out, for whatever reason.
  */
 
+/*
+ * The Markdown lines of report and disclose for the records they left
+ * out: VERB is what the records were not ("counted", "listed").
+ */
+
+void
+jk_problems_md(const jk_problems_t *p, const char *verb)
+{
+    if (p->n) {
+        printf("- **Records that failed verification (in any list, of any"
+               " date), not %s: %llu**\n", verb, (unsigned long long) p->n);
+    }
+
+    if (p->uncheckable) {
+        printf("- **Records that could not be checked (in any list, of any"
+               " date), not %s: %llu**\n", verb,
+               (unsigned long long) p->uncheckable);
+    }
+}
+
+
 int
 jk_problems_end(jk_problems_t *p)
 {
