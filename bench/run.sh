@@ -76,6 +76,14 @@ printf 'peer (c): lua-nginx-module %s, resty.redis %s\n' \
     "$(dpkg-query -W -f='${Version}' lua-nginx-redis 2>/dev/null || echo '?')"
 printf 'redis: appendonly %s, appendfsync %s\n' "$(b_redis CONFIG GET appendonly | tail -1)" \
     "$(b_redis CONFIG GET appendfsync | tail -1)"
+# what one acknowledged call waits for at least: a synchronous write to the
+# disk the AOF is on (Redis's fdatasync per event-loop turn)
+probe=$(b_rdir)/dsync.probe
+dsync=$(LC_ALL=C dd if=/dev/zero of="$probe" bs=3k count=1000 oflag=dsync 2>&1 |
+    awk '/copied/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^s,?$/) s = $i }
+         END { if (s) printf "%.0f", s * 1000 }')
+rm -f "$probe"
+printf 'disk: 3 KiB O_DSYNC write in the Redis dir: %s us each (1000 writes)\n' "${dsync:-?}"
 printf 'dir: %s\n\n' "$B_DIR"
 
 variants="a b c"
