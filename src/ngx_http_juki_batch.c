@@ -50,6 +50,12 @@ struct ngx_http_juki_call_s {
     ngx_uint_t                   ngroups;
     u_char                       ops[NGX_HTTP_JUKI_BATCH_MAX];
     ngx_http_juki_ctx_t         *waiter[NGX_HTTP_JUKI_BATCH_MAX];
+
+    /* the decisions, kept from the reply until the replicas have them */
+    u_char                       dec[NGX_HTTP_JUKI_BATCH_MAX];
+    uint64_t                     retry[NGX_HTTP_JUKI_BATCH_MAX];
+    ngx_uint_t                   limit[NGX_HTTP_JUKI_BATCH_MAX];
+    ngx_http_juki_cmd_t         *wait;       /* its WAIT, with replicas= */
 };
 
 
@@ -63,6 +69,9 @@ static void ngx_http_juki_batch_send(ngx_http_juki_redis_conn_t *rc);
 static void ngx_http_juki_batch_flush(ngx_event_t *ev);
 static ngx_int_t ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd,
     redisReply *reply);
+static ngx_int_t ngx_http_juki_batch_waited(ngx_http_juki_cmd_t *cmd,
+    redisReply *reply);
+static void ngx_http_juki_batch_done(ngx_http_juki_call_t *call);
 static void ngx_http_juki_batch_fired(ngx_uint_t rule, uint64_t count);
 
 
@@ -304,12 +313,13 @@ static void
 ngx_http_juki_batch_send(ngx_http_juki_redis_conn_t *rc)
 {
     int                          argc;
-    u_char                       nkeys[NGX_INT_T_LEN];
+    u_char                       nkeys[NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
     size_t                       argl[6 + NGX_HTTP_JUKI_BATCH_MAX];
     ngx_uint_t                   i;
     ngx_queue_t                 *q;
     const char                  *argv[6 + NGX_HTTP_JUKI_BATCH_MAX];
-    ngx_http_juki_cmd_t         *cmd;
+    ngx_msec_int_t               left;
+    ngx_http_juki_cmd_t         *cmd, *wait;
     ngx_http_juki_call_t        *call;
     ngx_http_juki_main_conf_t   *jmcf;
 
@@ -367,6 +377,47 @@ ngx_http_juki_batch_send(ngx_http_juki_redis_conn_t *rc)
 
     ngx_queue_remove(q);
     rc->inflight = call;
+    call->wait = NULL;
+
+    if (jmcf->redis->replicas == 0) {
+        return;
+    }
+
+    /*
+     * replicas=K: WAIT, which Redis refuses inside a function, goes right
+     * behind the call on the same connection, so it counts the replicas
+     * that have the call's effects; its own timeout ends before the call's
+     * deadline, so that a missing replica is told apart from a slow Redis
+     */
+
+    left = (ngx_msec_int_t) (cmd->deadline - ngx_current_msec);
+    left = left > 4 ? left * 3 / 4 : 1;
+
+    argv[0] = "WAIT";
+    argl[0] = 4;
+    argv[1] = (char *) nkeys;
+    argl[1] = ngx_sprintf(nkeys, "%ui", jmcf->redis->replicas) - nkeys;
+    argv[2] = (char *) ms;
+    argl[2] = ngx_sprintf(ms, "%M", (ngx_msec_t) left) - ms;
+
+    wait = ngx_http_juki_cmd_alloc();
+
+    if (wait == NULL) {
+        ngx_http_juki_redis_lost(rc, "connection dropped: out of memory");
+        return;
+    }
+
+    wait->deadline = cmd->deadline;
+    wait->handler = ngx_http_juki_batch_waited;
+    wait->data = call;
+
+    if (ngx_http_juki_redis_send(rc, 3, argv, argl, wait) != NGX_OK) {
+        ngx_http_juki_cmd_free(wait);
+        ngx_http_juki_redis_lost(rc, "connection dropped: out of memory");
+        return;
+    }
+
+    call->wait = wait;
 }
 
 
@@ -469,20 +520,12 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
 {
     ngx_http_juki_call_t *call = cmd->data;
 
-    u_char                       dec[NGX_HTTP_JUKI_BATCH_MAX];
-    uint64_t                     retry[NGX_HTTP_JUKI_BATCH_MAX];
-    ngx_uint_t                   i, limit[NGX_HTTP_JUKI_BATCH_MAX];
-    redisReply                 **e;
-    ngx_http_juki_ctx_t         *ctx;
-    ngx_http_juki_redis_conn_t  *rc;
-
-    rc = call->rc;
-    rc->inflight = NULL;
+    ngx_uint_t    i;
+    redisReply  **e;
 
     if (reply == NULL) {
         /* the connection is gone; its drop was logged */
-        ngx_http_juki_call_fail(call);
-        return NGX_OK;
+        goto gone;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -509,16 +552,14 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
         goto failed;
     }
 
-    if (ngx_http_juki_batch_decode(reply, call->ngroups, call->ops, dec,
-                                   retry, limit)
+    if (ngx_http_juki_batch_decode(reply, call->ngroups, call->ops,
+                                   call->dec, call->retry, call->limit)
         != NGX_OK)
     {
         ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
                                 "unexpected reply from the redis function");
         goto failed;
     }
-
-    /* the decisions are known: every waiting request goes on */
 
     e = reply->element;
 
@@ -529,6 +570,116 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
         }
     }
 
+    /* with replicas=, the decisions wait for the WAIT behind the call */
+
+    if (call->wait == NULL) {
+        ngx_http_juki_batch_done(call);
+    }
+
+    return NGX_OK;
+
+failed:
+
+    /*
+     * an error reply means the records were not written, an unexpected
+     * one that it is unknown whether they were: the call was its writer's
+     * last, the connection is dropped for a new writer
+     */
+
+    if (call->wait) {
+        call->wait->data = NULL;
+        call->wait = NULL;
+    }
+
+    call->rc->inflight = NULL;
+    ngx_http_juki_call_fail(call);
+
+    return NGX_ERROR;
+
+gone:
+
+    if (call->wait) {
+        call->wait->data = NULL;
+        call->wait = NULL;
+    }
+
+    call->rc->inflight = NULL;
+    ngx_http_juki_call_fail(call);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The WAIT behind a call (replicas=K): fewer than K replicas within its
+ * timeout fail the call's requests, whose records the master has; the
+ * connection stays, since the chain goes on there without a gap
+ */
+
+static ngx_int_t
+ngx_http_juki_batch_waited(ngx_http_juki_cmd_t *cmd, redisReply *reply)
+{
+    ngx_http_juki_call_t *call = cmd->data;
+
+    ngx_uint_t                   k;
+    ngx_http_juki_redis_conn_t  *rc;
+
+    if (call == NULL) {
+        /* its call failed before */
+        return NGX_OK;
+    }
+
+    call->wait = NULL;
+    rc = call->rc;
+    rc->inflight = NULL;
+
+    if (reply == NULL) {
+        ngx_http_juki_call_fail(call);
+        return NGX_OK;
+    }
+
+    k = ngx_http_juki_redis_main_conf()->redis->replicas;
+
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                                "unexpected reply to WAIT: %*s",
+                                reply->type == REDIS_REPLY_ERROR
+                                ? (size_t) ngx_min(reply->len, 200) : 0,
+                                reply->str);
+        ngx_http_juki_call_fail(call);
+        return NGX_ERROR;
+    }
+
+    if (reply->integer < 0 || (ngx_uint_t) reply->integer < k) {
+        ngx_http_juki_stat_count(NGX_HTTP_JUKI_STAT_REDIS_ERRORS, 1);
+        ngx_http_juki_redis_log(ngx_cycle->log, NGX_HTTP_JUKI_LOG_REPLY,
+                                "%ui audit records acknowledged by %i of "
+                                "the %ui replicas required",
+                                call->ngroups, (ngx_int_t) reply->integer,
+                                k);
+        ngx_http_juki_call_fail(call);
+        ngx_http_juki_batch_send(rc);
+        return NGX_OK;
+    }
+
+    ngx_http_juki_batch_done(call);
+
+    return NGX_OK;
+}
+
+
+/* the decisions are known and acknowledged: every waiting request goes on */
+
+static void
+ngx_http_juki_batch_done(ngx_http_juki_call_t *call)
+{
+    ngx_uint_t                   i;
+    ngx_http_juki_ctx_t         *ctx;
+    ngx_http_juki_redis_conn_t  *rc;
+
+    rc = call->rc;
+    rc->inflight = NULL;
+
     for (i = 0; i < call->ngroups; i++) {
         ctx = call->waiter[i];
 
@@ -536,7 +687,7 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
             continue;
         }
 
-        switch (dec[i]) {
+        switch (call->dec[i]) {
 
         case 0:
             ctx->outcome = ctx->reason;
@@ -552,8 +703,8 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
 
         default:
             ctx->outcome = NGX_HTTP_JUKI_RATE_LIMITED;
-            ctx->retry_us = retry[i];
-            ctx->limit = limit[i];
+            ctx->retry_us = call->retry[i];
+            ctx->limit = call->limit[i];
         }
 
         ctx->slot = NULL;
@@ -567,20 +718,6 @@ ngx_http_juki_batch_reply(ngx_http_juki_cmd_t *cmd, redisReply *reply)
 
     /* what came meanwhile goes out now */
     ngx_http_juki_batch_send(rc);
-
-    return NGX_OK;
-
-failed:
-
-    /*
-     * an error reply means the records were not written, an unexpected
-     * one that it is unknown whether they were: the call was its writer's
-     * last, the connection is dropped for a new writer
-     */
-
-    ngx_http_juki_call_fail(call);
-
-    return NGX_ERROR;
 }
 
 

@@ -718,6 +718,16 @@ ngx_http_juki_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "replicas=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+            if (n == NGX_ERROR || n > 16) {
+                goto invalid;
+            }
+
+            rcf->replicas = n;
+            continue;
+        }
+
         goto invalid;
     }
 

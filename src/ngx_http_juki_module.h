@@ -108,6 +108,7 @@ typedef struct {
     ngx_int_t                    db;
     ngx_msec_t                   timeout;
     ngx_uint_t                   connections;
+    ngx_uint_t                   replicas;    /* WAIT for them after a call */
 } ngx_http_juki_redis_conf_t;
 
 

@@ -297,9 +297,9 @@ sub http_config {
     my $pki = juki_env('TEST_NGINX_PKI');
     my $key = juki_env('TEST_NGINX_AUDIT_KEY');
     my $redis = $o{redis} // '127.0.0.1:' . juki_env('TEST_NGINX_REDIS_PORT');
-    # the gateway's own credential, unless the test gives one
+    # the gateway's own credential, unless the test gives one or none
     $redis .= ' user=juki-gw password=' . secret('juki-gw')
-        unless $redis =~ /\b(?:user|password)=/;
+        unless $o{noauth} || $redis =~ /\b(?:user|password)=/;
     # under valgrind a worker is some fifty times slower
     my $timeout = $o{timeout}
                   // ($ENV{TEST_NGINX_USE_VALGRIND} ? '10s' : '1s');
