@@ -2,9 +2,10 @@
 /*
  * juki-gateway fuzzing: a stand-in for the NGINX core functions that
  * src/ngx_http_juki_policy.c, src/ngx_http_juki_audit.c,
- * src/ngx_http_juki_args.c and src/ngx_http_juki_batch.c call.  Written for the harnesses from NGINX's
- * documented behaviour (ngx_string.h, ngx_hash.h, ngx_palloc.h,
- * ngx_array.h); see ngx_shim.h for why.
+ * src/ngx_http_juki_args.c and src/ngx_http_juki_batch.c call.  Written
+ * for the harnesses from NGINX's documented behaviour (ngx_string.h,
+ * ngx_hash.h, ngx_palloc.h, ngx_array.h, ngx_alloc.h); see ngx_shim.h for
+ * why.
  */
 
 
