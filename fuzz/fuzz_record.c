@@ -17,15 +17,21 @@
  * decoded from $arg_code), one byte U and U bytes of URI ($uri, decoded by
  * NGINX), then steps, each a selector byte, 4 bytes of unix second and 2
  * of milliseconds (the gateway's clock for that record), and its values:
- *   0 a new writer (W): writer[8], kid[8], key and case byte, node str
- *   1 an audit record (A): reason, agency and flags, the agency's and
- *     the purpose's rate (interval[4], 0: none, and burst[4]),
- *     operator str, purpose str, method str, cert[16], subject[16]
- *   2 a completion (C): outcome, agency, awriter[8], aseq[8], status[2],
- *     err_status[2], sent[8], upstream states (count, then status[2] and
- *     response_time[4] each)
- *   3 a summary (S): cause, second[4], recorded[4], suppressed[4]
- *   4 the next record finds no Redis, or its call full (batch_add fails)
+ *   0 a new writer (W): writer[8], kid[8], a byte (bit 0: the other of
+ *     two keys, bit 1: kid in upper-case hex), node str
+ *   1 an audit record (A): reason (% 11), a byte (bits 0-1: agency, 0
+ *     none; bit 2: purpose; bit 3: cert; bit 4: subject; bit 5: upper-
+ *     case hex), the agency's and the purpose's rate (interval[4], 0:
+ *     none, and burst[4]), operator str, purpose str, method str,
+ *     cert[16], subject[16]
+ *   2 a completion (C): outcome (% 3: allow, stopped, rate_limited), a
+ *     byte (bit 7: of the last A record if any, and the next 16 bytes are
+ *     skipped; else agency % 3, then awriter[8], aseq[8]), status[2],
+ *     err_status[2], sent[8], a byte (bit 7: upstream states, bits 0-2:
+ *     how many, each status[2] and response_time[4], ffffffff: -1)
+ *   3 a summary (S): cause (% 3), second[4], recorded[4], suppressed[4]
+ *   4 a byte: the next record finds no Redis (bit 0) or its call full
+ *     (bit 1: batch_add fails)
  * (a "str" is a length byte then that many bytes; bytes past the end of
  * the input read as 0); at most 32 steps; none: an A, a C and an S.
  * Every input starts with a W, as every connection does.
