@@ -1,21 +1,32 @@
 
 /*
- * fuzz_reply: ngx_http_juki_decode_reply(), the check of the Redis script's
- * answer.  The input is raw RESP fed to hiredis's reader, so any reply
- * shape Redis (or something pretending to be it) could send is decoded;
- * every complete reply is decoded as undecided (decided = 0) and decided
- * (decided = 1), then freed.
+ * fuzz_reply: ngx_http_juki_batch_decode(), the check of the reply of the
+ * group commit function (src/ngx_http_juki_batch.c; the reply's shape is
+ * in src/ngx_http_juki_function.h and docs/audit.md, "The function and
+ * group commit").
  *
- * Asserts, against an independent reference:
- *  - decided = 0: NGX_OK only for [0] (allow), [1] (stopped) and
- *    [2, w > 0, 1 | 2] (rate limited, retry w us, limit 1 or 2), with the
- *    outputs set accordingly; NGX_ERROR for everything else;
- *  - decided = 1: NGX_DONE only for [3]; NGX_ERROR for everything else;
- *  - each shape may end with an anomaly rule that fired, [..., rule > 0,
- *    count >= 0], and nothing else; all elements are integers;
- *  - outputs are untouched on NGX_ERROR and NGX_DONE;
- *  - ngx_http_juki_decode_anomaly() on an accepted reply gives the rule
- *    and count of the trailer, or 0 (count untouched) without one.
+ * Input: byte 0 = the number of groups N of the call (0-255; past
+ * NGX_HTTP_JUKI_BATCH_MAX the call is refused), then min(ceil(N / 8), 16)
+ * bytes of a bitmap, bit i set when group i decides (R) and clear for a
+ * record the gateway completed (P for even i, D for odd i; groups past
+ * 128 decide), then raw RESP fed to hiredis's reader: every complete reply
+ * is decoded for that call, then freed.
+ *
+ * Asserts, against an independent reference written from the function's
+ * contract (not by calling the module):
+ *  - NGX_OK exactly when the reference accepts: an array of 1 + 3k
+ *    elements; the first a bulk string of exactly N bytes, one decision
+ *    per group, 1-3 for an R group and 0 for P and D; then k triplets of
+ *    integers (G, CODE, VALUE) with 1 <= G <= N and VALUE >= 0: CODE 1 or
+ *    2 is the wait of a rate-limited group (decision 3, VALUE > 0, one
+ *    only), CODE 11 .. 10 + NGX_HTTP_JUKI_RULES_MAX an anomaly rule that
+ *    fired; every rate-limited group has its wait; N <= 128;
+ *  - on NGX_OK, decision[], retry[] and limit[] equal the reference's for
+ *    the N groups (retry and limit 0 for a group that was not limited);
+ *  - the outputs are written for the N groups only and ops[] is read for
+ *    them only (each array is its own allocation of exactly N entries,
+ *    so AddressSanitizer sees any access past them);
+ *  - a NULL reply (a dropped connection) is NGX_ERROR.
  *
  * hiredis 0.14 allocates an array's element vector as soon as it reads
  * "*<n>", so inputs announcing arrays of more than 4096 elements are
@@ -58,156 +69,254 @@ too_large(const uint8_t *data, size_t size)
 
 
 /*
- * The reference: the shapes the script returns (src/ngx_http_juki_redis.c,
- * docs/audit.md), all elements integers:
- *   [0] allow, [1] stopped, [2, w > 0, 1 | 2] rate limited  (undecided)
- *   [3] recorded as decided                                  (decided)
- * each optionally followed by an anomaly rule that fired: rule > 0, and
- * its count >= 0.
+ * The reference: the reply of FCALL juki_ID_batch as the function builds
+ * it, { DECISIONS, [G, CODE, VALUE]... }.  It checks the triplets first,
+ * in a table of its own, then the decisions, the other way round from the
+ * module, so that the two share no order of checks.
  */
 
+typedef struct {
+    u_char      decision;
+    uint64_t    retry;
+    ngx_uint_t  limit;
+    ngx_uint_t  waits;
+} ref_group_t;
+
+
 static ngx_int_t
-ref_decode(redisReply *reply, ngx_uint_t decided,
-    ngx_http_juki_reason_e *outcome, ngx_uint_t *rule)
+ref_decode(redisReply *reply, ngx_uint_t n, const u_char *ops,
+    ref_group_t *ref)
 {
-    size_t       i, n, base;
-    long long    code;
-    redisReply **e;
+    size_t        i, k, ntrip;
+    long long     g, code, value;
+    redisReply   *d, *t;
 
-    *rule = 0;
-
-    if (reply->type != REDIS_REPLY_ARRAY) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         return NGX_ERROR;
     }
 
-    n = reply->elements;
-    e = reply->element;
+    if (n > NGX_HTTP_JUKI_BATCH_MAX) {
+        return NGX_ERROR;                /* more groups than a call holds */
+    }
 
-    if (n < 1 || n > 5) {
+    if (reply->elements < 1 || (reply->elements - 1) % 3) {
+        return NGX_ERROR;
+    }
+
+    ntrip = (reply->elements - 1) / 3;
+
+    for (i = 0; i < n; i++) {
+        ref[i].decision = 0;
+        ref[i].retry = 0;
+        ref[i].limit = 0;
+        ref[i].waits = 0;
+    }
+
+    /* the decisions string */
+
+    d = reply->element[0];
+
+    if (d->type != REDIS_REPLY_STRING || d->len != n) {
         return NGX_ERROR;
     }
 
     for (i = 0; i < n; i++) {
-        if (e[i]->type != REDIS_REPLY_INTEGER) {
+        ref[i].decision = (u_char) d->str[i];
+    }
+
+    /* the triplets */
+
+    for (k = 0; k < ntrip; k++) {
+        for (i = 1; i <= 3; i++) {
+            t = reply->element[3 * k + i];
+
+            if (t->type != REDIS_REPLY_INTEGER) {
+                return NGX_ERROR;
+            }
+        }
+
+        g = reply->element[3 * k + 1]->integer;
+        code = reply->element[3 * k + 2]->integer;
+        value = reply->element[3 * k + 3]->integer;
+
+        if (g <= 0 || (unsigned long long) g > n || value < 0) {
             return NGX_ERROR;
+        }
+
+        switch (code) {
+
+        case 1:     /* the agency's limit: the wait in us */
+        case 2:     /* the purpose's limit */
+            if (value == 0 || ops[g - 1] != 'R'
+                || ref[g - 1].decision != 3)
+            {
+                return NGX_ERROR;
+            }
+
+            if (++ref[g - 1].waits > 1) {
+                return NGX_ERROR;
+            }
+
+            ref[g - 1].limit = (ngx_uint_t) code;
+            ref[g - 1].retry = (uint64_t) value;
+            break;
+
+        default:
+            /* rule i fired: 10 + i, i = 1 .. NGX_HTTP_JUKI_RULES_MAX */
+            if (code < 11 || code > 10 + NGX_HTTP_JUKI_RULES_MAX) {
+                return NGX_ERROR;
+            }
         }
     }
 
-    code = e[0]->integer;
-    base = (code == 2) ? 3 : 1;
+    for (i = 0; i < n; i++) {
+        switch (ops[i]) {
 
-    if (n == base + 2) {
-        if (e[base]->integer <= 0 || e[base + 1]->integer < 0) {
-            return NGX_ERROR;
+        case 'R':
+            if (ref[i].decision != 1 && ref[i].decision != 2
+                && ref[i].decision != 3)
+            {
+                return NGX_ERROR;
+            }
+
+            if (ref[i].decision == 3 && ref[i].waits != 1) {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        case 'P':
+        case 'D':
+            if (ref[i].decision != 0) {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        default:
+            abort();
         }
-
-        *rule = (ngx_uint_t) e[base]->integer;
-
-    } else if (n != base) {
-        return NGX_ERROR;
     }
 
-    if (code == 0 && !decided) {
-        *outcome = NGX_HTTP_JUKI_ALLOW;
-        return NGX_OK;
-    }
-
-    if (code == 1 && !decided) {
-        *outcome = NGX_HTTP_JUKI_STOPPED;
-        return NGX_OK;
-    }
-
-    if (code == 2 && !decided && e[1]->integer > 0
-        && (e[2]->integer == 1 || e[2]->integer == 2))
-    {
-        *outcome = NGX_HTTP_JUKI_RATE_LIMITED;
-        return NGX_OK;
-    }
-
-    if (code == 3 && decided) {
-        return NGX_DONE;
-    }
-
-    *rule = 0;
-
-    return NGX_ERROR;
+    return NGX_OK;
 }
 
 
 static void
-check(redisReply *reply)
+check(redisReply *reply, ngx_uint_t n, u_char *ops)
 {
-    uint64_t                 retry_us, count;
-    ngx_int_t                rc, want;
-    ngx_uint_t               decided, limit, rule, want_rule;
-    ngx_http_juki_reason_e   outcome, want_outcome;
+    u_char       *dec;
+    uint64_t     *retry;
+    ngx_int_t     rc, want;
+    ngx_uint_t    i, *limit;
+    ref_group_t  *ref;
 
-    for (decided = 0; decided < 2; decided++) {
-        outcome = (ngx_http_juki_reason_e) 77;
-        retry_us = 7777;
-        limit = 777;
+    /* exactly n entries each, so that ASan sees any access past them */
 
-        rc = ngx_http_juki_decode_reply(reply, decided, &outcome, &retry_us,
-                                        &limit);
+    dec = malloc(n ? n : 1);
+    retry = malloc((n ? n : 1) * sizeof(uint64_t));
+    limit = malloc((n ? n : 1) * sizeof(ngx_uint_t));
+    ref = malloc((n ? n : 1) * sizeof(ref_group_t));
 
-        want_outcome = (ngx_http_juki_reason_e) 77;
-        want = ref_decode(reply, decided, &want_outcome, &want_rule);
+    if (dec == NULL || retry == NULL || limit == NULL || ref == NULL) {
+        abort();
+    }
 
-        ngx_shim_check(rc == want,
-                       "decode_reply(decided=%lu) = %ld, reference %ld "
-                       "(type %d, %zu elements)", (unsigned long) decided,
-                       (long) rc, (long) want, reply->type,
-                       reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0);
+    for (i = 0; i < n; i++) {
+        dec[i] = 0x77;
+        retry[i] = 7777;
+        limit[i] = 777;
+    }
 
-        ngx_shim_check(outcome == want_outcome, "outcome %d, want %d",
-                       (int) outcome, (int) want_outcome);
+    rc = ngx_http_juki_batch_decode(reply, n, ops, dec, retry, limit);
+    want = ref_decode(reply, n, ops, ref);
 
-        if (want_outcome == NGX_HTTP_JUKI_RATE_LIMITED) {
-            ngx_shim_check(retry_us == (uint64_t) reply->element[1]->integer
-                           && retry_us > 0
-                           && limit == (ngx_uint_t) reply->element[2]->integer,
-                           "rate limit outputs %llu %lu",
-                           (unsigned long long) retry_us,
-                           (unsigned long) limit);
+    ngx_shim_check(rc == NGX_OK || rc == NGX_ERROR, "rc %ld", (long) rc);
 
-        } else {
-            ngx_shim_check(retry_us == 7777 && limit == 777,
-                           "outputs written on rc %ld", (long) rc);
-        }
+#ifdef JUKI_TRACE
+    fprintf(stderr, "fuzz_reply: %lu groups: rc %ld, reference %ld\n",
+            (unsigned long) n, (long) rc, (long) want);
+#endif
 
-        if (rc != NGX_OK && rc != NGX_DONE) {
-            continue;
-        }
+    ngx_shim_check(rc == want,
+                   "batch_decode(%lu groups) = %ld, reference %ld (type %d, "
+                   "%zu elements)", (unsigned long) n, (long) rc, (long) want,
+                   reply->type,
+                   reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0);
 
-        /* only on a reply decode_reply accepted, as the module calls it */
-
-        count = 7777;
-        rule = ngx_http_juki_decode_anomaly(reply, &count);
-
-        ngx_shim_check(rule == want_rule, "anomaly rule %lu, want %lu",
-                       (unsigned long) rule, (unsigned long) want_rule);
-
-        if (want_rule) {
-            ngx_shim_check(count == (uint64_t) reply->element[
-                               reply->elements - 1]->integer,
-                           "anomaly count %llu", (unsigned long long) count);
-
-        } else {
-            ngx_shim_check(count == 7777, "anomaly count written");
+    if (rc == NGX_OK) {
+        for (i = 0; i < n; i++) {
+            ngx_shim_check(dec[i] == ref[i].decision
+                           && retry[i] == ref[i].retry
+                           && limit[i] == ref[i].limit,
+                           "group %lu (%c): decision %u retry %llu limit "
+                           "%lu, reference %u %llu %lu", (unsigned long) i,
+                           ops[i], dec[i], (unsigned long long) retry[i],
+                           (unsigned long) limit[i], ref[i].decision,
+                           (unsigned long long) ref[i].retry,
+                           (unsigned long) ref[i].limit);
         }
     }
+
+    free(ref);
+    free(limit);
+    free(retry);
+    free(dec);
 }
 
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    void         *reply;
-    ngx_uint_t    n;
+    void           *reply;
+    u_char         *ops;
+    size_t          nmap;
+    const uint8_t  *map;
+    ngx_uint_t    i, n, k;
     redisReader  *reader;
+
+    if (size == 0) {
+        /* the NULL reply of a dropped connection */
+        u_char      op = 'R', dec;
+        uint64_t    retry;
+        ngx_uint_t  limit;
+
+        ngx_shim_check(ngx_http_juki_batch_decode(NULL, 1, &op, &dec, &retry,
+                                                  &limit)
+                       == NGX_ERROR, "NULL reply");
+        return 0;
+    }
+
+    n = data[0];
+    nmap = ngx_min((n + 7) / 8, 16);
+
+    if (size < 1 + nmap) {
+        return 0;
+    }
+
+    map = data + 1;
+    data += 1 + nmap;
+    size -= 1 + nmap;
 
     if (too_large(data, size)) {
         return -1;   /* not added to the corpus */
+    }
+
+    ops = malloc(n ? n : 1);
+    if (ops == NULL) {
+        abort();
+    }
+
+    for (i = 0; i < n; i++) {
+        if (i >= 8 * 16) {
+            ops[i] = NGX_HTTP_JUKI_OP_DECIDE;
+            continue;
+        }
+
+        k = map[i / 8] >> (i % 8) & 1;
+        ops[i] = k ? NGX_HTTP_JUKI_OP_DECIDE
+                   : (i & 1) ? NGX_HTTP_JUKI_OP_DENIAL
+                             : NGX_HTTP_JUKI_OP_APPEND;
     }
 
     reader = redisReaderCreate();
@@ -216,13 +325,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (redisReaderFeed(reader, (const char *) data, size) != REDIS_OK) {
-        redisReaderFree(reader);
-        return 0;
+        goto done;
     }
 
     /* the reader never hands out NULL replies or NULL elements */
 
-    for (n = 0; n < 64; n++) {
+    for (k = 0; k < 64; k++) {
         reply = NULL;
 
         if (redisReaderGetReply(reader, &reply) != REDIS_OK
@@ -231,23 +339,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
 
-        check(reply);
+        check(reply, n, ops);
         freeReplyObject(reply);
     }
 
-    /* and the NULL reply of a dropped connection */
-
-    if (size == 0) {
-        uint64_t                retry_us = 0;
-        ngx_uint_t              limit = 0;
-        ngx_http_juki_reason_e  outcome = NGX_HTTP_JUKI_ALLOW;
-
-        ngx_shim_check(ngx_http_juki_decode_reply(NULL, 0, &outcome,
-                                                  &retry_us, &limit)
-                       == NGX_ERROR, "NULL reply");
-    }
+done:
 
     redisReaderFree(reader);
+    free(ops);
 
     return 0;
 }

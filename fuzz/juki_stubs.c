@@ -1,9 +1,12 @@
 
 /*
- * juki-gateway fuzzing: stand-ins for what src/ngx_http_juki_audit.c calls
- * in the rest of the module (the Redis layer, the handler, OpenSSL).  None
- * of them is reached by the functions the harnesses fuzz, except
- * ngx_http_juki_hmac_hex(), which hands its input to the harness's hook.
+ * juki-gateway fuzzing: stand-ins for what src/ngx_http_juki_audit.c and
+ * src/ngx_http_juki_batch.c call in the rest of the module (the Redis
+ * layer, the handler, the counters, OpenSSL).  None of them is reached by
+ * the functions the harnesses fuzz, except ngx_http_juki_hmac_hex(), which
+ * hands its input to the harness's hook; fuzz_record defines its own
+ * ngx_http_juki_redis_pick(), ngx_http_juki_redis_main_conf() and
+ * ngx_http_juki_batch_add(), and links the real ngx_http_juki_crypto.c.
  *
  * They are weak so that a harness may define its own.  When src/ grows a
  * new call, the link fails naming it: add a stub here.
@@ -84,6 +87,41 @@ __attribute__((weak)) void
 ngx_http_juki_cmd_free(ngx_http_juki_cmd_t *cmd)
 {
 }
+
+
+__attribute__((weak)) ngx_int_t
+ngx_http_juki_redis_send_tail(ngx_http_juki_redis_conn_t *rc, int argc,
+    const char **argv, const size_t *argvlen, ngx_uint_t ntail, u_char *tail,
+    size_t tail_len, ngx_http_juki_cmd_t *cmd)
+{
+    return NGX_ERROR;
+}
+
+
+__attribute__((weak)) void
+ngx_http_juki_redis_lost(ngx_http_juki_redis_conn_t *rc, const char *why)
+{
+}
+
+
+__attribute__((weak)) void
+ngx_http_juki_redis_up(ngx_http_juki_redis_conn_t *rc)
+{
+}
+
+
+/* group commit (ngx_http_juki_batch.c), for harnesses without it */
+
+__attribute__((weak)) ngx_int_t
+ngx_http_juki_batch_add(ngx_http_juki_redis_conn_t *rc, u_char op,
+    ngx_str_t *list, ngx_str_t *element, ngx_str_t *extra, ngx_uint_t nextra,
+    ngx_http_juki_ctx_t *ctx)
+{
+    return NGX_ERROR;
+}
+
+
+__attribute__((weak)) ngx_uint_t  ngx_http_juki_exiting;
 
 
 __attribute__((weak)) void

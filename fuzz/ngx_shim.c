@@ -1,17 +1,21 @@
 
 /*
  * juki-gateway fuzzing: a stand-in for the NGINX core functions that
- * src/ngx_http_juki_policy.c, src/ngx_http_juki_audit.c and
- * src/ngx_http_juki_args.c call.  Written for the harnesses from NGINX's
- * documented behaviour (ngx_string.h, ngx_hash.h, ngx_palloc.h,
- * ngx_array.h); see ngx_shim.h for why.
+ * src/ngx_http_juki_policy.c, src/ngx_http_juki_audit.c,
+ * src/ngx_http_juki_args.c and src/ngx_http_juki_batch.c call.  Written
+ * for the harnesses from NGINX's documented behaviour (ngx_string.h,
+ * ngx_hash.h, ngx_palloc.h, ngx_array.h, ngx_alloc.h); see ngx_shim.h for
+ * why.
  */
 
 
 #include "ngx_shim.h"
+#include <ngx_event.h>
 
 
 volatile ngx_cycle_t  *ngx_cycle;
+volatile ngx_msec_t    ngx_current_msec;
+ngx_queue_t            ngx_posted_events;
 
 static ngx_time_t      ngx_shim_time = { 1700000000, 123, 0 };
 volatile ngx_time_t   *ngx_cached_time = &ngx_shim_time;
@@ -19,6 +23,13 @@ volatile ngx_time_t   *ngx_cached_time = &ngx_shim_time;
 ngx_uint_t  ngx_pagesize = 4096;
 ngx_uint_t  ngx_pagesize_shift = 12;
 ngx_uint_t  ngx_cacheline_size = 64;
+
+
+void *
+ngx_alloc(size_t size, ngx_log_t *log)
+{
+    return malloc(size);
+}
 
 
 /* pools: every allocation is a malloc() chained on pool->large */

@@ -90,10 +90,12 @@ ngx_http_juki_audit_request(ngx_http_request_t *r,
 
     /*
      * Only an allowed request is left for Redis to decide; every other
-     * reason is the gateway's own and has a code of its own.  An outcome
-     * that is never recorded must not reach here with a code of 0.
+     * reason is the gateway's own and has a code of its own (>= 16).  An
+     * outcome that is never recorded must not reach here with a code of
+     * 0, nor one only Redis decides (stopped, rate_limited: codes 2, 3,
+     * which no reader accepts as a gdecision).
      */
-    if (ctx->reason >= NGX_HTTP_JUKI_AUDIT_UNAVAILABLE
+    if (ctx->reason >= NGX_HTTP_JUKI_STOPPED
         || (ctx->reason == NGX_HTTP_JUKI_ALLOW
             && (ctx->agency == NULL || ctx->purpose == NULL)))
     {
