@@ -234,7 +234,6 @@ jk_pv_note(jk_pv_t *v, const char *note, size_t len, long long id,
     int            nf, k;
     unsigned char  hash[32], w[8];
     jk_plist_t    *pl;
-    jk_str_t       hs;
 
     jk_ckpt_name(id, name, sizeof(name));
 
@@ -325,13 +324,10 @@ jk_pv_note(jk_pv_t *v, const char *note, size_t len, long long id,
                 }
                 w[k] = (unsigned char) b;
             }
-            hs.p = hex;
-            hs.len = 16;
             if (k != 8 || strspn(hex, "0123456789abcdef") != 16) {
                 jk_pv_break(v, "%s: malformed line %zu", name, ln + 1);
                 return 0;
             }
-            (void) hs;
             klen = jk_wkey(key, w, n);
             snprintf(what, sizeof(what), "writer %s seq %llu", hex,
                      (unsigned long long) n);
@@ -380,6 +376,7 @@ jk_pv_file(jk_pv_t *v, const char *path)
         return -1;
     }
 
+    data[n] = '\0';
     rc = jk_pv_note(v, data, n, -1, 0);
     free(data);
 
