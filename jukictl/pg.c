@@ -128,7 +128,9 @@ jk_pg_connect(const jk_opts_t *o)
         return NULL;
     }
 
-    if (jk_pg_exec(pg, "SET TimeZone = 'UTC'") != 0
+    /* NOTICEs ("already exists, skipping") are not for the terminal */
+    if (jk_pg_exec(pg, "SET client_min_messages = warning") != 0
+        || jk_pg_exec(pg, "SET TimeZone = 'UTC'") != 0
         || jk_pg_exec(pg, "SET synchronous_commit = on") != 0)
     {
         PQfinish(pg);
@@ -176,9 +178,8 @@ jk_hexv(int c)
 
 
 /*
- * A bytea in text (hex) output form, "\x0a1b...", of exactly n bytes
- * (n == SIZE_MAX: any length up to the buffer's, returned): the length,
- * or -1.
+ * A bytea in text (hex) output form, "\x0a1b...", of exactly n bytes:
+ * n, or -1.
  */
 
 int

@@ -38,7 +38,7 @@ if [[ -z $bin ]]; then
     done
 fi
 [[ -n $bin && -x $bin/initdb && -x $bin/pg_ctl ]] ||
-    die "PostgreSQL binaries not found (scripts/deps.sh test installs postgresql)"
+    die "PostgreSQL binaries not found (scripts/deps.sh test installs them)"
 
 mkdir -p -- "$dir"
 dir=$(cd -- "$dir" && pwd -P)
@@ -47,11 +47,12 @@ data=$dir/data
 as_pg=()
 if [[ $(id -u) -eq 0 ]]; then
     pguser=${PG_USER:-postgres}
-    id -u "$pguser" >/dev/null 2>&1 || die "no user $pguser to run PostgreSQL as"
+    id -u "$pguser" >/dev/null 2>&1 ||
+        die "no user $pguser to run PostgreSQL as"
     chown "$pguser" "$dir"
     as_pg=(runuser -u "$pguser" --)
     "${as_pg[@]}" test -w "$dir" ||
-        die "$dir is not reachable by $pguser (chmod 0711 the directories above it)"
+        die "$dir: not reachable by $pguser (chmod 0711 the directories above)"
 fi
 
 ctl() { "${as_pg[@]}" "$bin/pg_ctl" -D "$data" "$@"; }

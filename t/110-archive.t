@@ -331,6 +331,56 @@ is($rc, 0, 'a break in Redis: what was archived verifies') or diag $err;
 ($rc, $out, $err) = jk('juki-archiver', @archive, '--keep', '0');
 is($rc, 1, 'a break in Redis: the next run stops there again');
 
+# --- PostgreSQL down: exit 2, nothing trimmed; back up: all archived ---
+
+reset_pg();
+$redis->cmd('FLUSHALL');
+$recs = trail(seed => 5, wbase => 0xd000, days => [ 100, 100 ]);
+$redis->load($recs);
+$nrec = @$recs;
+sh("$root/scripts/pg.sh stop $dir/pg $pport");
+($rc, $out, $err) = jk('juki-archiver', @archive, '--keep', '0');
+is($rc, 2, 'PostgreSQL down: archive exit 2');
+like($err, qr/^jukictl: PostgreSQL: cannot connect: /m,
+     'PostgreSQL down: one line says so');
+($left, $trimmed) = redis_total();
+is("$left $trimmed", "$nrec 0", 'PostgreSQL down: nothing trimmed');
+sh("$root/scripts/pg.sh start $dir/pg $pport");
+
+# --- --follow: archives as records arrive, stops on SIGTERM with exit 0 ---
+
+{
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        $ENV{JUKI_REDIS} = "127.0.0.1:$rport";
+        $ENV{JUKI_POSTGRES} = $dsn;
+        $ENV{JUKI_REDIS_USER} = 'juki-archiver';
+        $ENV{JUKI_REDIS_PASSWORD} = JukiRef::secret('juki-archiver');
+        open STDOUT, '>', "$dir/follow.out";
+        open STDERR, '>', "$dir/follow.err";
+        exec $bin, @archive, '--keep', '0', '--follow' or exit 127;
+    }
+    my $more = trail(seed => 6, wbase => 0xd100, days => [ 0, 50 ]);
+    my $rows = 0;
+    for (1 .. 50) {
+        sleep 0.1;
+        $rows = psql('SELECT count(*) FROM juki_records');
+        last if $rows == $nrec;
+    }
+    $redis->load($more);
+    for (1 .. 50) {
+        sleep 0.1;
+        $rows = psql('SELECT count(*) FROM juki_records');
+        last if $rows == $nrec + @$more;
+    }
+    is($rows, $nrec + @$more, '--follow: archives what arrives later');
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    is($? >> 8, 0, '--follow: SIGTERM ends it with exit 0');
+    ($rc, $out, $err) = jk(undef, @pubverify);
+    is($rc, 0, '--follow: verify --public-key ok') or diag $err;
+}
+
 # --- kill -9 at random moments, then a restart: nothing lost or doubled ---
 
 reset_pg();
