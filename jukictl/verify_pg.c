@@ -727,6 +727,100 @@ jk_pv_unmet(jk_pv_t *v)
 }
 
 
+/*
+ * With Redis at hand (--redis or JUKI_REDIS): every juki:{A}:trimmed
+ * counter, read BEFORE the rows (a counter never passes the archive's
+ * committed rows, so a later read of the rows cannot be behind it).
+ */
+
+typedef struct {
+    redisContext    *c;
+    jk_ht_t          t;             /* agency -> n = trimmed */
+} jk_pv_redis_t;
+
+
+static int
+jk_pv_trimmed(void *arg, const char *key, size_t len)
+{
+    jk_pv_redis_t  *pr = arg;
+    uint64_t        n;
+    jk_hent_t      *e;
+    redisReply     *r;
+    const char     *argv[2];
+    char            name[JK_AGENCY_MAX + 32];
+
+    /* juki:{A}:trimmed */
+    if (len < 16 || len >= sizeof(name) || memcmp(key, "juki:{", 6) != 0
+        || memcmp(key + len - 9, "}:trimmed", 9) != 0
+        || !jk_agency_ok(key + 6, len - 15))
+    {
+        return 0;
+    }
+
+    memcpy(name, key, len);
+    name[len] = '\0';
+    argv[0] = "GET";
+    argv[1] = name;
+
+    r = jk_cmd(pr->c, 2, argv, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+
+    if (r->type != REDIS_REPLY_STRING
+        || jk_parse_u64(r->str, r->len, &n) != 0)
+    {
+        freeReplyObject(r);
+        return 0;
+    }
+    freeReplyObject(r);
+
+    e = jk_ht_get(&pr->t, key + 6, len - 15);
+    if (e == NULL) {
+        return -1;
+    }
+    e->n = n;
+
+    return 0;
+}
+
+
+static void
+jk_pv_redis_check(jk_pv_t *v, jk_pv_redis_t *pr)
+{
+    size_t       i, k;
+    uint64_t     rows;
+    jk_hent_t  **all;
+
+    all = jk_ht_sorted(&pr->t);
+    if (all == NULL) {
+        v->breaks++;
+        return;
+    }
+
+    for (k = 0; all[k]; k++) {
+        rows = 0;
+        for (i = 0; i < v->nlists; i++) {
+            if (strlen(v->lists[i].name) == all[k]->klen
+                && memcmp(v->lists[i].name, all[k]->key, all[k]->klen)
+                   == 0)
+            {
+                rows = v->lists[i].rows;
+            }
+        }
+
+        if (all[k]->n > rows) {
+            jk_pv_break(v, "list %s: Redis trimmed %llu records, the"
+                        " archive holds %llu (truncated or deleted)",
+                        all[k]->key, (unsigned long long) all[k]->n,
+                        (unsigned long long) rows);
+        }
+    }
+
+    free(all);
+}
+
+
 static void
 jk_claim_free(void *p)
 {
@@ -744,8 +838,10 @@ jk_verify_public(const jk_opts_t *o)
     PGresult   *res = NULL;
     jk_pv_t     v;
     const char *s;
+    jk_pv_redis_t  pr;
 
     memset(&v, 0, sizeof(v));
+    memset(&pr, 0, sizeof(pr));
     v.origin = jk_origin(o);
 
     if (o->public_key == NULL) {
@@ -761,6 +857,21 @@ jk_verify_public(const jk_opts_t *o)
 
     if (jk_ht_init(&v.claims, 1024) != 0) {
         return JK_ERR;
+    }
+
+    if (jk_ht_init(&pr.t, 64) != 0) {
+        jk_ht_free(&v.claims, NULL);
+        return JK_ERR;
+    }
+
+    if (o->redis || (getenv("JUKI_REDIS") && getenv("JUKI_REDIS")[0])) {
+        pr.c = jk_redis_connect(o);
+        if (pr.c == NULL
+            || jk_scan(pr.c, "juki:{*}:trimmed", "string", jk_pv_trimmed,
+                       &pr) != 0)
+        {
+            goto done;
+        }
     }
 
     v.pk = jk_pub_key_load(o->public_key);
@@ -806,6 +917,10 @@ jk_verify_public(const jk_opts_t *o)
 
     jk_pv_unmet(&v);
 
+    if (pr.c) {
+        jk_pv_redis_check(&v, &pr);
+    }
+
     if (v.breaks > JK_PV_SHOWN) {
         jk_err("verify: %llu breaks in all (%d shown)",
                (unsigned long long) v.breaks, JK_PV_SHOWN);
@@ -817,8 +932,9 @@ jk_verify_public(const jk_opts_t *o)
     }
 
     printf("ok: %llu archived records in %zu lists, %zu writers; %llu"
-           " signed checkpoints reproduced\n", (unsigned long long) nrows,
-           v.nlists, nwriters, (unsigned long long) v.nckpt);
+           " signed checkpoints reproduced%s\n", (unsigned long long) nrows,
+           v.nlists, nwriters, (unsigned long long) v.nckpt,
+           pr.c ? "; Redis's trimmed counters covered" : "");
 
     rc = JK_OK;
 
@@ -826,6 +942,10 @@ done:
 
     PQclear(res);
     PQfinish(pg);
+    if (pr.c) {
+        redisFree(pr.c);
+    }
+    jk_ht_free(&pr.t, NULL);
     EVP_PKEY_free(v.pk);
     free(v.lists);
     jk_ht_free(&v.claims, jk_claim_free);
