@@ -376,13 +376,13 @@ sh("$root/scripts/pg.sh start $dir/pg $pport");
     }
     my $more = trail(seed => 6, wbase => 0xd100, days => [ 0, 50 ]);
     my $rows = 0;
-    for (1 .. 50) {
+    for (1 .. 300) {
         sleep 0.1;
-        $rows = psql('SELECT count(*) FROM juki_records');
+        $rows = eval { psql('SELECT count(*) FROM juki_records') } // 0;
         last if $rows == $nrec;
     }
     $redis->load($more);
-    for (1 .. 50) {
+    for (1 .. 300) {
         sleep 0.1;
         $rows = psql('SELECT count(*) FROM juki_records');
         last if $rows == $nrec + @$more;
