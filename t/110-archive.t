@@ -202,6 +202,14 @@ like(psql("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class"
 is(psql("SELECT sum(n) FROM juki_counts"),
    scalar(grep { $_->{el} =~ /\AA/ } @$recs),
    'archive: the counts hold every A record');
+is(psql("SELECT count(*) FROM (SELECT extract(year FROM ts)::int AS year,"
+        . " list AS agency, purpose, decision, count(*) AS n"
+        . " FROM juki_records WHERE type = 'A'"
+        . " GROUP BY 1, 2, 3, 4) r FULL JOIN juki_counts c"
+        . " USING (year, agency, purpose, decision)"
+        . " WHERE r.n IS DISTINCT FROM c.n"), 0,
+   'archive: the counts are what the rows give, per year, agency, purpose'
+   . ' and decision');
 
 ($rc, $out, $err) = jk('juki-reader', 'verify', '--key', $keyfile);
 is($rc, 0, 'verify of the trimmed Redis: ok') or diag $err;
@@ -360,6 +368,21 @@ like($err, qr/^jukictl: PostgreSQL: cannot connect: /m,
 ($left, $trimmed) = redis_total();
 is("$left $trimmed", "$nrec 0", 'PostgreSQL down: nothing trimmed');
 sh("$root/scripts/pg.sh start $dir/pg $pport");
+
+# a trim Redis refuses (a reader's credential): the rows stay committed,
+# the next run trims exactly what they cover
+($rc, $out, $err) = jk('juki-reader', @archive, '--keep', '0');
+is($rc, 2, 'trim refused: exit 2');
+like($err, qr/NOPERM|no permissions/i, 'trim refused: says so');
+is(psql('SELECT count(*) FROM juki_records'), $nrec,
+   'trim refused: the rows are committed');
+($left, $trimmed) = redis_total();
+is("$left $trimmed", "$nrec 0", 'trim refused: nothing trimmed');
+($rc, $out, $err) = jk('juki-archiver', @archive, '--keep', '0');
+is($rc, 0, 'trim refused, then the archiver: exit 0') or diag $err;
+like($out, qr/^archived: 0 records/m, '... archives nothing twice');
+($left, $trimmed) = redis_total();
+is("$left $trimmed", "0 $nrec", '... and trims what the rows cover');
 
 # --- --follow: archives as records arrive, stops on SIGTERM with exit 0 ---
 
