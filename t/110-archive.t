@@ -310,6 +310,23 @@ for my $name (sort keys %tamper) {
     is($rc, 0, "tamper ($name): restored, ok again") or diag $err;
 }
 
+# a monthly partition dropped (no retention record exists yet: always a
+# break)
+{
+    my $part = psql("SELECT c.relname FROM pg_inherits i JOIN pg_class c"
+                    . " ON c.oid = i.inhrelid JOIN pg_class p"
+                    . " ON p.oid = i.inhparent WHERE p.relname ="
+                    . " 'juki_records' AND EXISTS (SELECT 1 FROM"
+                    . " juki_records r WHERE r.tableoid = c.oid)"
+                    . " ORDER BY c.relname LIMIT 1");
+    psql("ALTER TABLE juki_records DETACH PARTITION $part;"
+         . " DROP TABLE $part");
+    ($rc, $out, $err) = jk(undef, @pubverify);
+    is($rc, 1, "tamper (partition $part dropped): exit 1");
+    like($err, qr/(missing|the archive has fewer)/,
+         "tamper (partition $part dropped): named") or diag $err;
+}
+
 # --- a rewritten history: a fresh archive of another trail, signed with
 #     the same key, against the checkpoint file handed out earlier ---
 
