@@ -34,13 +34,17 @@
 #define JK_CKPT_FILE         "juki-archive.checkpoint"
 
 
-typedef struct {
+typedef struct jk_arec_s  jk_arec_t;
+
+struct jk_arec_s {
     jk_a3_t          r;
     size_t           list;
     uint64_t         idx;
     uint64_t         pos;
+    jk_arec_t       *conf;          /* A: its C in this batch */
     unsigned         bad:1;
-} jk_arec_t;
+    unsigned         pending:1;     /* C: its A archived, in juki_pending */
+};
 
 typedef struct {
     unsigned char    writer[8];
@@ -219,6 +223,14 @@ jk_arch_prepare(PGconn *pg)
         { "jk_ckpt_put",
           "INSERT INTO juki_checkpoints (made, note)"
           " VALUES (to_timestamp($1::bigint / 1000.0), $2)" },
+        { "jk_pend_get",
+          "SELECT list, decision FROM juki_pending"
+          " WHERE writer = $1 AND seq = $2" },
+        { "jk_pend_put",
+          "INSERT INTO juki_pending (writer, seq, list, idx, decision)"
+          " VALUES ($1, $2, $3, $4, $5)" },
+        { "jk_pend_del",
+          "DELETE FROM juki_pending WHERE writer = $1 AND seq = $2" },
         { "jk_keep_min",
           "SELECT min(idx) FROM juki_records WHERE list = $1"
           " AND idx >= $2 AND idx < $3"
@@ -538,13 +550,53 @@ jk_arch_chain(jk_arch_t *a, jk_arec_t **g, size_t n, uint64_t *last)
 }
 
 
-static void
+/*
+ * The archived audit record a completion names, when it is not in this
+ * batch: juki_pending holds every archived A record Redis decided whose
+ * completion was not archived with it.  1 found (list and decision
+ * set), 0 not, -1 error.
+ */
+
+static int
+jk_pending_get(jk_arch_t *a, const jk_arec_t *x, char *list, size_t size,
+    int *decision)
+{
+    int         len[2], fmt[2], n;
+    char        seq[24];
+    PGresult   *res;
+    const char *v[2];
+
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long) x->r.aseq);
+    v[0] = (const char *) x->r.awriter; len[0] = 8; fmt[0] = 1;
+    v[1] = seq; len[1] = 0; fmt[1] = 0;
+
+    res = PQexecPrepared(a->pg, "jk_pend_get", 2, v, len, fmt, 0);
+    if (jk_pg_ok(res, "reading juki_pending") != 0) {
+        PQclear(res);
+        return -1;
+    }
+
+    n = PQntuples(res);
+    if (n == 1) {
+        snprintf(list, size, "%s", PQgetvalue(res, 0, 0));
+        *decision = atoi(PQgetvalue(res, 0, 1));
+    }
+
+    PQclear(res);
+
+    return n == 1;
+}
+
+
+static int
 jk_arch_completions(jk_arch_t *a)
 {
-    size_t      i;
-    char        key[16];
-    jk_hent_t  *e;
-    jk_arec_t  *x, *r;
+    int           d, found;
+    char          key[16], list[JK_AGENCY_MAX + 1];
+    size_t        i;
+    jk_hent_t    *e;
+    jk_arec_t    *x, *r;
+    jk_a3_list_t *l;
 
     for (i = 0; i < a->nrec; i++) {
         x = &a->recs[i];
@@ -559,12 +611,46 @@ jk_arch_completions(jk_arch_t *a)
         r = e ? e->ptr : NULL;
 
         if (r == NULL) {
-            /* archived in an earlier batch, if the list has rows */
-            if (a->al[x->list].next == 0) {
-                jk_abreak(a, x, "completion of seq %llu: no such audit"
-                          " record before it in this list",
-                          (unsigned long long) x->r.aseq);
+            /* archived in an earlier batch? */
+            found = jk_pending_get(a, x, list, sizeof(list), &d);
+            if (found < 0) {
+                return -1;
             }
+
+            l = &a->set.list[x->list];
+
+            if (!found || strlen(list) != l->alen
+                || memcmp(list, l->agency, l->alen) != 0)
+            {
+                jk_abreak(a, x, "completion of seq %llu: no such audit"
+                          " record before it in this list (or a second"
+                          " completion)", (unsigned long long) x->r.aseq);
+                continue;
+            }
+
+            if (d != x->r.decision) {
+                jk_abreak(a, x, "decision flip: the archived audit record"
+                          " (seq %llu) says %s, its completion %s",
+                          (unsigned long long) x->r.aseq,
+                          jk_a3_code_name((unsigned) d),
+                          jk_a3_code_name(x->r.decision));
+                continue;
+            }
+
+            x->pending = 1;
+
+            /* a second completion of it in this batch meets this one */
+            e = jk_ht_get(&a->as, key, 16);
+            if (e == NULL) {
+                return -1;
+            }
+            e->ptr = x;
+            continue;
+        }
+
+        if (r->r.type != 'A') {
+            jk_abreak(a, x, "second completion of seq %llu",
+                      (unsigned long long) x->r.aseq);
             continue;
         }
 
@@ -581,6 +667,14 @@ jk_arch_completions(jk_arch_t *a)
             continue;
         }
 
+        if (r->conf != NULL) {
+            jk_abreak(a, x, "second completion of seq %llu",
+                      (unsigned long long) x->r.aseq);
+            continue;
+        }
+
+        r->conf = x;
+
         if (r->r.decision != x->r.decision) {
             jk_abreak(a, r, "decision flip: decision %s, its completion"
                       " (seq %llu) says %s", jk_a3_code_name(r->r.decision),
@@ -588,6 +682,8 @@ jk_arch_completions(jk_arch_t *a)
                       jk_a3_code_name(x->r.decision));
         }
     }
+
+    return 0;
 }
 
 
@@ -717,7 +813,10 @@ jk_arch_check(jk_arch_t *a)
 
     a->nrec = k;
 
-    jk_arch_completions(a);
+    if (jk_arch_completions(a) != 0) {
+        free(last);
+        return -1;
+    }
 
     /* chains */
 
@@ -1202,6 +1301,61 @@ jk_arch_state(jk_arch_t *a)
 
         if (jk_exec_prepared(a, "jk_cur_put", 3, v, len, fmt) != 0) {
             return -1;
+        }
+    }
+
+    /*
+     * juki_pending: an A record Redis decided goes in unless its
+     * completion is archived with it; a completion archived takes its
+     * earlier A record out
+     */
+
+    for (i = 0; i < a->set.n; i++) {
+        l = &a->set.list[i];
+        al = &a->al[i];
+
+        if (al->skipped) {
+            continue;
+        }
+
+        for (j = l->skip; j < al->cut; j++) {
+            x = &a->recs[al->base + (j - l->skip)];
+
+            if (x->r.type == 'A' && x->r.gdecision == 0
+                && (x->conf == NULL
+                    || x->conf->pos >= a->al[x->conf->list].cut))
+            {
+                snprintf(n1, sizeof(n1), "%llu",
+                         (unsigned long long) x->r.seq);
+                snprintf(n2, sizeof(n2), "%llu",
+                         (unsigned long long) x->idx);
+                snprintf(n3, sizeof(n3), "%d", x->r.decision);
+                snprintf(key, sizeof(key), "%.*s", (int) l->alen,
+                         l->agency);
+                v[0] = (const char *) x->r.writer; len[0] = 8; fmt[0] = 1;
+                v[1] = n1; len[1] = 0; fmt[1] = 0;
+                v[2] = key; len[2] = 0; fmt[2] = 0;
+                v[3] = n2; len[3] = 0; fmt[3] = 0;
+                v[4] = n3; len[4] = 0; fmt[4] = 0;
+
+                if (jk_exec_prepared(a, "jk_pend_put", 5, v, len, fmt)
+                    != 0)
+                {
+                    return -1;
+                }
+
+            } else if (x->r.type == 'C' && x->pending) {
+                snprintf(n1, sizeof(n1), "%llu",
+                         (unsigned long long) x->r.aseq);
+                v[0] = (const char *) x->r.awriter; len[0] = 8; fmt[0] = 1;
+                v[1] = n1; len[1] = 0; fmt[1] = 0;
+
+                if (jk_exec_prepared(a, "jk_pend_del", 2, v, len, fmt)
+                    != 0)
+                {
+                    return -1;
+                }
+            }
         }
     }
 

@@ -101,7 +101,7 @@ sub psql {
 
 sub reset_pg {
     psql('DROP TABLE IF EXISTS juki_records, juki_cursor, juki_heads,'
-         . ' juki_counts, juki_checkpoints, bak CASCADE');
+         . ' juki_counts, juki_checkpoints, juki_pending, bak CASCADE');
 }
 
 # run jukictl as ROLE; returns (exit status, stdout, stderr)
@@ -369,6 +369,35 @@ ok($redis->cmd('LLEN', $bad_list) > 0, 'a break in Redis: the rest kept');
 is($rc, 0, 'a break in Redis: what was archived verifies') or diag $err;
 ($rc, $out, $err) = jk('juki-archiver', @archive, '--keep', '0');
 is($rc, 1, 'a break in Redis: the next run stops there again');
+
+# --- a decision flipped in Redis before its completion was written: the
+#     completion, archived in a later batch, names the flip ---
+
+reset_pg();
+$redis->cmd('FLUSHALL');
+$recs = trail(seed => 7, wbase => 0xe000, days => [ 100, 100 ]);
+my ($ai) = grep {
+    my $d = JukiRef::decode($recs->[$_]{el});
+    $d->{type} eq 'A' && ($d->{decision} // '') eq 'allow'
+        && $recs->[$_]{list} ne 'juki:{_}:audit' && $_ > 50
+} 0 .. $#$recs;
+my $ad = JukiRef::decode($recs->[$ai]{el});
+$redis->load([ @$recs[0 .. $ai] ]);
+my $flip = $recs->[$ai]{el};
+substr($flip, -1, 1) = chr(2);                      # deny:stopped
+$redis->cmd('LSET', $recs->[$ai]{list}, -1, $flip);
+($rc, $out, $err) = jk('juki-archiver', @archive, '--keep', '0');
+is($rc, 0, 'flip before its completion: the unconfirmed record archived')
+    or diag $err;
+is(psql("SELECT count(*) FROM juki_pending WHERE seq = $ad->{seq}"
+        . " AND writer = '\\x$ad->{writer}'::bytea AND decision = 2"), 1,
+   'flip before its completion: it waits in juki_pending');
+$redis->load([ @$recs[$ai + 1 .. $#$recs] ]);
+($rc, $out, $err) = jk('juki-archiver', @archive, '--keep', '0');
+is($rc, 1, 'flip before its completion: the completion is a break');
+like($err, qr/seq \d+: decision flip: the archived audit record (?#
+              )\(seq $ad->{seq}\) says deny:stopped, its completion allow/,
+     'flip before its completion: named') or diag $err;
 
 # --- PostgreSQL down: exit 2, nothing trimmed; back up: all archived ---
 
