@@ -1596,6 +1596,18 @@ jk_arch_write_file(jk_arch_t *a)
 }
 
 
+static void
+jk_discard(redisContext *c)
+{
+    redisReply  *r;
+
+    r = jk_cmdf(c, "DISCARD");
+    if (r) {
+        freeReplyObject(r);
+    }
+}
+
+
 /*
  * After COMMIT: removes from the head of each list what the archive
  * holds and is older than --keep: MULTI; LTRIM list N -1; INCRBY
@@ -1681,7 +1693,7 @@ jk_arch_trim(jk_arch_t *a)
         argv[0] = "LTRIM"; argv[1] = l->name; argv[2] = sn; argv[3] = "-1";
         r = jk_cmd(a->c, 4, argv, NULL);
         if (r == NULL) {
-            jk_cmdf(a->c, "DISCARD");
+            jk_discard(a->c);
             return -1;
         }
         freeReplyObject(r);
@@ -1689,7 +1701,7 @@ jk_arch_trim(jk_arch_t *a)
         argv[0] = "INCRBY"; argv[1] = tkey; argv[2] = sn;
         r = jk_cmd(a->c, 3, argv, NULL);
         if (r == NULL) {
-            jk_cmdf(a->c, "DISCARD");
+            jk_discard(a->c);
             return -1;
         }
         freeReplyObject(r);
