@@ -371,6 +371,74 @@ jk_a3_mac(const jk_key_t *k, const char *agency, size_t alen,
 }
 
 
+/*
+ * What a record must satisfy by its type and its list (none: the list is
+ * juki:{_}:audit): 0, or -1 with the problem in msg.
+ */
+
+int
+jk_a3_place(const jk_a3_t *r, int none, char *msg, size_t size)
+{
+    switch (r->type) {
+
+    case 'W':
+        if (!none) {
+            snprintf(msg, size, "W record outside juki:{_}:audit");
+            return -1;
+        }
+        break;
+
+    case 'A':
+        if (r->gdecision) {
+            if (r->decision != r->gdecision) {
+                snprintf(msg, size, "decision flip: decision %s, the"
+                         " gateway decided %s",
+                         jk_a3_code_name(r->decision),
+                         jk_a3_code_name(r->gdecision));
+                return -1;
+            }
+
+        } else if (r->decision < 1 || r->decision > 3) {
+            snprintf(msg, size, "decision flip: decision %s on a record"
+                     " Redis decides", jk_a3_code_name(r->decision));
+            return -1;
+
+        } else if (none) {
+            snprintf(msg, size, "a record Redis decided in"
+                     " juki:{_}:audit");
+            return -1;
+        }
+        break;
+
+    case 'S':
+        if (!none) {
+            snprintf(msg, size, "S record outside juki:{_}:audit");
+            return -1;
+        }
+
+        if (r->suppressed < 1) {
+            /* a summary is written only for refusals it did not record */
+            snprintf(msg, size, "S record with suppressed 0");
+            return -1;
+        }
+        break;
+
+    case 'K':
+        if ((r->scope == 1) != none) {
+            snprintf(msg, size, "K record of scope %d in the wrong list",
+                     r->scope);
+            return -1;
+        }
+        break;
+
+    default:
+        break;
+    }
+
+    return 0;
+}
+
+
 /* the read cut */
 
 static int
@@ -462,6 +530,20 @@ jk_a3_int(const redisReply *r, uint64_t *v)
 
 int
 jk_a3_read(redisContext *c, jk_a3_set_t *s)
+{
+    return jk_a3_read_from(c, s, NULL, NULL);
+}
+
+
+/*
+ * The cut, reading each list from element skip(arg, list) on (0 when
+ * skip is NULL; clamped to the list's length): the elements before it
+ * are left NULL in l->el, l->skip says how many.
+ */
+
+int
+jk_a3_read_from(redisContext *c, jk_a3_set_t *s,
+    uint64_t (*skip)(void *arg, const jk_a3_list_t *l), void *arg)
 {
     size_t        i, j, n;
     uint64_t      sec, usec, start, stop;
@@ -572,13 +654,19 @@ jk_a3_read(redisContext *c, jk_a3_set_t *s)
     for (i = 0; i < s->n; i++) {
         l = &s->list[i];
 
+        l->skip = skip ? skip(arg, l) : 0;
+        if (l->skip > l->llen) {
+            l->skip = l->llen;
+        }
+
         if (l->llen == 0) {
             continue;
         }
 
         l->el = calloc(l->llen, sizeof(l->el[0]));
-        l->nreply = (l->llen + JK_LRANGE_CHUNK - 1) / JK_LRANGE_CHUNK;
-        l->reply = calloc(l->nreply, sizeof(l->reply[0]));
+        l->nreply = (l->llen - l->skip + JK_LRANGE_CHUNK - 1)
+                    / JK_LRANGE_CHUNK;
+        l->reply = calloc(l->nreply ? l->nreply : 1, sizeof(l->reply[0]));
 
         if (l->el == NULL || l->reply == NULL) {
             jk_err("out of memory");
@@ -586,7 +674,7 @@ jk_a3_read(redisContext *c, jk_a3_set_t *s)
         }
 
         for (j = 0; j < l->nreply; j++) {
-            start = j * JK_LRANGE_CHUNK;
+            start = l->skip + j * JK_LRANGE_CHUNK;
             stop = start + JK_LRANGE_CHUNK - 1;
             if (stop >= l->llen) {
                 stop = l->llen - 1;

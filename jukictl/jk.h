@@ -13,6 +13,8 @@
 #include <stdio.h>
 
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
 
 
 /* exit status */
@@ -59,6 +61,14 @@ typedef struct {
     const char      *max_skew;
     const char      *count;
     const char      *timeout;
+    const char      *postgres;      /* --postgres DSN, env JUKI_POSTGRES */
+    const char      *signing_key;
+    const char      *public_key;
+    const char      *keep;
+    const char      *checkpoint_file;   /* archive: written */
+    const char      *checkpoint;        /* verify: handed out earlier */
+    const char      *origin;
+    int              follow;
     int              help;
 } jk_opts_t;
 
@@ -261,6 +271,7 @@ typedef struct {
     redisReply         **reply;
     size_t               nreply;
     redisReply         **el;            /* llen elements */
+    uint64_t             skip;          /* el[0 .. skip) not read */
 } jk_a3_list_t;
 
 typedef struct {
@@ -281,7 +292,10 @@ int jk_a3_put_u48(jk_buf_t *b, uint64_t v);
 int jk_a3_mac(const jk_key_t *k, const char *agency, size_t alen,
     const unsigned char prev16[16], const unsigned char *body, size_t blen,
     jk_buf_t *scratch, unsigned char out[16]);
+int jk_a3_place(const jk_a3_t *r, int none, char *msg, size_t size);
 int jk_a3_read(redisContext *c, jk_a3_set_t *s);
+int jk_a3_read_from(redisContext *c, jk_a3_set_t *s,
+    uint64_t (*skip)(void *arg, const jk_a3_list_t *l), void *arg);
 void jk_a3_set_free(jk_a3_set_t *s);
 
 
@@ -324,6 +338,37 @@ int jk_verify_run(const jk_opts_t *o, jk_verify_t *v);
 void jk_verify_free(jk_verify_t *v);
 
 
+/* note.c: public hash chains, Ed25519, C2SP signed notes */
+
+#define JK_ORIGIN_DEFAULT  "juki-archive"
+
+int jk_pub_hash(const unsigned char prev[32], const char *agency,
+    size_t alen, const unsigned char *el, size_t len, unsigned char out[32]);
+int jk_list_hash(const unsigned char prev[32], const unsigned char *el,
+    size_t len, unsigned char out[32]);
+void jk_b64(const unsigned char *in, size_t n, char *out);
+int jk_unb64(const char *in, size_t len, unsigned char *out, size_t n);
+EVP_PKEY *jk_sign_key_load(const char *path);
+EVP_PKEY *jk_pub_key_load(const char *path);
+int jk_note_keyid(EVP_PKEY *pk, const char *name, unsigned char id[4]);
+int jk_note_name_ok(const char *name);
+int jk_note_sign(EVP_PKEY *sk, const char *name, const char *body,
+    size_t len, jk_buf_t *out);
+const char *jk_note_open(EVP_PKEY *pk, const char *name, const char *note,
+    size_t len, size_t *body_len);
+
+
+/* pg.c: the archive in PostgreSQL (docs/audit.md, "Archive") */
+
+PGconn *jk_pg_connect(const jk_opts_t *o);
+int jk_pg_ok(PGresult *res, const char *what);
+int jk_pg_exec(PGconn *pg, const char *sql);
+int jk_pg_schema(PGconn *pg);
+int jk_pg_bytea(const char *text, size_t tlen, unsigned char *out,
+    size_t n);
+const char *jk_origin(const jk_opts_t *o);
+
+
 /* commands */
 
 int jk_cmd_stop(const jk_opts_t *o);
@@ -334,6 +379,8 @@ int jk_cmd_disclose(const jk_opts_t *o);
 int jk_cmd_verify(const jk_opts_t *o);
 int jk_cmd_watch(const jk_opts_t *o);
 int jk_cmd_function(const jk_opts_t *o);
+int jk_cmd_archive(const jk_opts_t *o);
+int jk_verify_public(const jk_opts_t *o);
 int jk_function_id(char id[13]);
 
 

@@ -22,7 +22,8 @@
 #define C_VERIFY    0x20
 #define C_WATCH     0x40
 #define C_FUNCTION  0x80
-#define C_ALL       0xff
+#define C_ARCHIVE   0x100
+#define C_ALL       0x1ff
 
 
 typedef struct {
@@ -95,12 +96,29 @@ static const jk_command_t  jk_commands[] = {
       " be checked are left out, and the exit\nstatus is 1.\n" },
 
     { "verify", C_VERIFY, jk_cmd_verify,
-      "usage: jukictl verify [--max-skew DURATION] --key PATH...\n\n"
+      "usage: jukictl verify [--max-skew DURATION] --key PATH...\n"
+      "       jukictl verify --postgres DSN --public-key PEM"
+      " [--checkpoint FILE]\n"
+      "                      [--origin NAME]\n\n"
       "Decodes every A3 record of all juki:{*}:audit lists (one read cut),"
       " walks\nevery writer's chain from its W record, checks that every"
       " decision is bound\n(gdecision, or the completion of a Redis"
       " decision) and that no ts is far\nfrom Redis's clock (--max-skew,"
-      " default 5s).  Exit 0 when intact, 1\nnaming the breaks.\n" },
+      " default 5s).  Exit 0 when intact, 1\nnaming the breaks.  With"
+      " --public-key (no secret): checks every signed\ncheckpoint in the"
+      " archive (and --checkpoint FILE, one handed out earlier)\nand that"
+      " the archived rows reproduce each.\n" },
+
+    { "archive", C_ARCHIVE, jk_cmd_archive,
+      "usage: jukictl archive --postgres DSN --signing-key PEM --key PATH..."
+      "\n                       [--follow] [--keep DURATION]"
+      " [--checkpoint-file PATH]\n"
+      "                       [--origin NAME] [--max-skew DURATION]\n\n"
+      "Moves verified records from Redis into PostgreSQL (monthly"
+      " partitions),\nsigns a checkpoint, then trims Redis to the hot"
+      " window (--keep, default\n24h; 0 trims all that is archived)."
+      "  --follow: every second until\nSIGINT/SIGTERM.  Exit 1 at a chain"
+      " break (nothing past it archived).\n" },
 
     { "watch", C_WATCH, jk_cmd_watch,
       "usage: jukictl watch [--count N] [--timeout SECONDS]"
@@ -137,7 +155,15 @@ static const jk_option_t  jk_options[] = {
     { "to", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(to) },
     { "format", C_REPORT | C_DISCLOSE | C_WATCH, JK_OPT(format) },
     { "resident-code", C_DISCLOSE, JK_OPT(resident_code) },
-    { "max-skew", C_REPORT | C_DISCLOSE | C_VERIFY, JK_OPT(max_skew) },
+    { "max-skew", C_REPORT | C_DISCLOSE | C_VERIFY | C_ARCHIVE,
+      JK_OPT(max_skew) },
+    { "postgres", C_VERIFY | C_ARCHIVE, JK_OPT(postgres) },
+    { "signing-key", C_ARCHIVE, JK_OPT(signing_key) },
+    { "public-key", C_VERIFY, JK_OPT(public_key) },
+    { "keep", C_ARCHIVE, JK_OPT(keep) },
+    { "checkpoint-file", C_ARCHIVE, JK_OPT(checkpoint_file) },
+    { "checkpoint", C_VERIFY, JK_OPT(checkpoint) },
+    { "origin", C_VERIFY | C_ARCHIVE, JK_OPT(origin) },
     { "count", C_WATCH, JK_OPT(count) },
     { "timeout", C_WATCH, JK_OPT(timeout) },
     { NULL, 0, 0 }
@@ -296,6 +322,11 @@ main(int argc, char **argv)
             continue;
         }
 
+        if (strcmp(arg, "--follow") == 0) {
+            o.follow = 1;
+            continue;
+        }
+
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
             if (arg[0] == '-' && arg[1] != '\0') {
                 return jk_unknown_option(arg);
@@ -378,6 +409,10 @@ main(int argc, char **argv)
 
     if (cmd == NULL) {
         return jk_usage_err("no command given");
+    }
+
+    if (o.follow && cmd->mask != C_ARCHIVE) {
+        return jk_usage_err("%s does not take --follow", cmd->name);
     }
 
     for (opt = jk_options; opt->name; opt++) {

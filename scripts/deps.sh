@@ -2,9 +2,10 @@
 # scripts/deps.sh [GROUP...] — install what juki-gateway needs on Debian 12 (apt-get).
 #
 # Groups (default: build test run bench):
-#   build  gcc make nginx-dev libhiredis-dev libssl-dev
-#   test   nginx redis-server openssl perl + Perl test modules, curl, valgrind
-#   run    nginx redis-server openssl curl ca-certificates     (make run)
+#   build  gcc make nginx-dev libhiredis-dev libssl-dev libpq-dev pkg-config
+#   test   nginx redis-server postgresql openssl perl + Perl test modules, curl,
+#          valgrind
+#   run    nginx redis-server postgresql openssl curl ca-certificates (make run)
 #   bench  run + wrk + libnginx-mod-http-lua lua-nginx-redis (make bench's Lua peer, (c))
 #   fuzz   clang libclang-rt-14-dev (libFuzzer, sanitizers)
 #   all    every group above
@@ -19,8 +20,8 @@ set -euo pipefail
 prog=scripts/deps.sh
 die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
 
-pkgs_build=(gcc make nginx-dev libhiredis-dev libssl-dev)
-pkgs_run=(nginx redis-server redis-tools openssl curl ca-certificates)
+pkgs_build=(gcc make nginx-dev libhiredis-dev libssl-dev libpq-dev pkg-config)
+pkgs_run=(nginx redis-server redis-tools postgresql openssl curl ca-certificates)
 pkgs_test=("${pkgs_run[@]}" perl libjson-perl libio-socket-ssl-perl valgrind)
 pkgs_bench=("${pkgs_run[@]}" wrk libnginx-mod-http-lua lua-nginx-redis)
 pkgs_fuzz=(clang libclang-rt-14-dev)
@@ -123,6 +124,7 @@ for p in "${missing[@]}"; do
     case $p in
     nginx) stop_service nginx /run/nginx.pid ;;
     redis-server) stop_service redis-server /run/redis/redis-server.pid ;;
+    postgresql) stop_service postgresql /run/postgresql/15-main.pid ;;
     esac
 done
 

@@ -4,6 +4,8 @@
 # it is installed, the bundled harness in t/lib otherwise.
 #   TEST_FILES="t/010-policy.t"  run a subset
 #   KEEP=1                       keep the work directory
+# t/110-archive.t (jukictl archive) runs its own Redis and PostgreSQL on
+# TEST_ARCHIVE_REDIS_PORT / TEST_ARCHIVE_PG_PORT (default port+20, port+21).
 # Every test Redis runs with the ACL of conf/juki-users.acl.in (default user off)
 # and per-run random passwords in WORK/secrets: the harness and jukictl talk to
 # Redis as juki-admin, the gateway as juki-gw (t/juki/JukiTest.pm); the function
@@ -54,6 +56,10 @@ export TEST_NGINX_FAIL_ON_ALERT=1
 export JUKI_AUDIT_KEY="$work/audit.key"
 export JUKI_REDIS="127.0.0.1:$port"
 export TEST_NGINX_REDIS_SECRETS="$work/secrets"
+# t/110-archive.t starts its own Redis (the ACL) and PostgreSQL
+# (scripts/pg.sh, Debian's postgresql from scripts/deps.sh test)
+export TEST_ARCHIVE_REDIS_PORT=${TEST_ARCHIVE_REDIS_PORT:-$((port + 20))}
+export TEST_ARCHIVE_PG_PORT=${TEST_ARCHIVE_PG_PORT:-$((port + 21))}
 export JUKI_REDIS_USER=juki-admin
 JUKI_REDIS_PASSWORD=$(cat "$work/secrets/juki-admin")
 export JUKI_REDIS_PASSWORD
