@@ -764,3 +764,32 @@ jk_a3_set_free(jk_a3_set_t *s)
     free(s->list);
     memset(s, 0, sizeof(*s));
 }
+
+
+/*
+ * The order records are checked in: by writer, then seq; records that
+ * claim the same place (a break) by list and place in it, so that the
+ * same one is named first on every run
+ */
+
+int
+jk_a3_chain_cmp(const jk_a3_t *x, size_t xlist, uint64_t xpos,
+    const jk_a3_t *y, size_t ylist, uint64_t ypos)
+{
+    int  c;
+
+    c = memcmp(x->writer, y->writer, 8);
+    if (c) {
+        return c;
+    }
+
+    if (x->seq != y->seq) {
+        return x->seq < y->seq ? -1 : 1;
+    }
+
+    if (xlist != ylist) {
+        return xlist < ylist ? -1 : 1;
+    }
+
+    return xpos < ypos ? -1 : xpos > ypos;
+}

@@ -341,22 +341,8 @@ jk_rec_cmp(const void *p, const void *q)
 {
     const jk_arec_t  *x = *(jk_arec_t * const *) p;
     const jk_arec_t  *y = *(jk_arec_t * const *) q;
-    int               c;
 
-    c = memcmp(x->r.writer, y->r.writer, 8);
-    if (c) {
-        return c;
-    }
-
-    if (x->r.seq != y->r.seq) {
-        return x->r.seq < y->r.seq ? -1 : 1;
-    }
-
-    if (x->list != y->list) {
-        return x->list < y->list ? -1 : 1;
-    }
-
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
+    return jk_a3_chain_cmp(&x->r, x->list, x->pos, &y->r, y->list, y->pos);
 }
 
 

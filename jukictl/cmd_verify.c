@@ -72,22 +72,8 @@ jk_vrec_cmp(const void *a, const void *b)
 {
     const jk_vrec_t  *x = *(jk_vrec_t * const *) a;
     const jk_vrec_t  *y = *(jk_vrec_t * const *) b;
-    int               c;
 
-    c = memcmp(x->r.writer, y->r.writer, 8);
-    if (c) {
-        return c;
-    }
-
-    if (x->r.seq != y->r.seq) {
-        return x->r.seq < y->r.seq ? -1 : 1;
-    }
-
-    if (x->list != y->list) {
-        return x->list < y->list ? -1 : 1;
-    }
-
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
+    return jk_a3_chain_cmp(&x->r, x->list, x->pos, &y->r, y->list, y->pos);
 }
 
 

@@ -289,6 +289,8 @@ const char *jk_a3_code_name(unsigned v);
 int jk_a3_put_varint(jk_buf_t *b, uint64_t v);
 int jk_a3_put_str(jk_buf_t *b, const void *p, size_t n);
 int jk_a3_put_u48(jk_buf_t *b, uint64_t v);
+int jk_a3_chain_cmp(const jk_a3_t *x, size_t xlist, uint64_t xpos,
+    const jk_a3_t *y, size_t ylist, uint64_t ypos);
 int jk_a3_mac(const jk_key_t *k, const char *agency, size_t alen,
     const unsigned char prev16[16], const unsigned char *body, size_t blen,
     jk_buf_t *scratch, unsigned char out[16]);

@@ -403,19 +403,8 @@ jk_prow_cmp(const void *a, const void *b)
 {
     const jk_prow_t  *x = *(jk_prow_t * const *) a;
     const jk_prow_t  *y = *(jk_prow_t * const *) b;
-    int               c;
 
-    c = memcmp(x->r.writer, y->r.writer, 8);
-    if (c) {
-        return c;
-    }
-    if (x->r.seq != y->r.seq) {
-        return x->r.seq < y->r.seq ? -1 : 1;
-    }
-    if (x->list != y->list) {
-        return x->list < y->list ? -1 : 1;
-    }
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
+    return jk_a3_chain_cmp(&x->r, x->list, x->idx, &y->r, y->list, y->idx);
 }
 
 
