@@ -275,7 +275,8 @@
     "  end\n"                                                                 \
     "  for ki, l in pairs(out) do\n"                                          \
     "    for j = 1, #l, 1000 do\n"                                            \
-    "      redis.call('RPUSH', keys[ki], unpack(l, j, math.min(j + 999, #l)))\n"\
+    "      local last = math.min(j + 999, #l)\n"                             \
+    "      redis.call('RPUSH', keys[ki], unpack(l, j, last))\n"               \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "  local r = {table.concat(dec)}\n"                                       \

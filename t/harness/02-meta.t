@@ -42,6 +42,9 @@ sub run_nested {
     $n++;
     my $file = "$tmp/case$n.t";
     my $servroot = $env{TEST_NGINX_SERVROOT} || "$tmp/servroot$n";
+    # the cases below write "--- @ONLY@" and "--- @LAST@" so that no line
+    # of this file is an ONLY or LAST left in by mistake
+    $data =~ s/^--- \@(ONLY|LAST)\@$/--- $1/mg;
     open my $fh, '>', $file or die $!;
     print $fh $head, "\n__DATA__\n\n", $data;
     close $fh;
@@ -337,7 +340,7 @@ GET /t
 not x
 
 === TEST 2: only this one
---- ONLY
+--- @ONLY@
 --- config
     location = /t { return 200 "x"; }
 --- request
@@ -355,7 +358,7 @@ T
     location = /t { return 200 "x"; }
 --- request
 GET /t
---- LAST
+--- @LAST@
 
 === TEST 2: after LAST
 --- config
