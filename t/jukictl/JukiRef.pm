@@ -259,14 +259,15 @@ sub secret {
 
 # Sets JUKI_REDIS_USER and JUKI_REDIS_PASSWORD for a jukictl run of ARGS as
 # the role its command has in production (conf/juki-users.acl.in): stop and
-# resume as juki-control, function as juki-admin, every other as
-# juki-reader; nothing when ARGS name their own credentials
+# resume as juki-control, function as juki-admin, archive as juki-archiver,
+# every other as juki-reader; nothing when ARGS name their own credentials
 sub role_env {
     my @args = @_;
     return if grep { /\A--(?:user|password|password-file)\z/ } @args;
     my $cmd = $args[0] // '';
     my $user = $cmd =~ /\A(?:stop|resume)\z/ ? 'juki-control'
              : $cmd eq 'function'             ? 'juki-admin'
+             : $cmd eq 'archive'              ? 'juki-archiver'
              :                                  'juki-reader';
     my $pw = secret($user);
     return unless defined $pw;
