@@ -32,8 +32,7 @@
 
 typedef struct {
     uint64_t     ts;
-    uint64_t     ms;
-    uint64_t     sq;
+    uint64_t     idx;       /* logical index in its list */
     char        *agency;    /* one allocation: agency\0purpose\0decision */
     char        *purpose;
     char        *decision;
@@ -52,6 +51,12 @@ typedef struct {
     jk_keyring_t     kr;
     char             pseudo[JK_MAX_KEYS][65];
     int              nk;
+    PGconn          *pg;            /* --postgres: the archive */
+    jk_ht_t          seen;          /* LIST\0IDX of the archived rows met */
+    jk_ht_t          cs;            /* Redis C records, by (awriter, aseq) */
+    jk_buf_t         scratch;
+    uint64_t         nrows;         /* archived rows read */
+    jk_verify_t     *v;             /* the Redis part */
 } jk_disclose_t;
 
 
@@ -60,15 +65,20 @@ jk_access_cmp(const void *a, const void *b)
 {
     const jk_access_t  *x = a, *y = b;
 
+    int  c;
+
+    /* by time, then list and place: the same order from either store */
+
     if (x->ts != y->ts) {
         return x->ts < y->ts ? -1 : 1;
     }
 
-    if (x->ms != y->ms) {
-        return x->ms < y->ms ? -1 : 1;
+    c = strcmp(x->agency, y->agency);
+    if (c != 0) {
+        return c;
     }
 
-    return (x->sq > y->sq) - (x->sq < y->sq);
+    return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 
@@ -174,14 +184,18 @@ done:
 
 
 static int
-jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
+jk_access_add(jk_disclose_t *d, const jk_a3_t *r, const char *agency,
+    size_t alen, uint64_t idx, int confirmed)
 {
-    size_t         len, alen;
+    size_t         len;
     const char    *de;
     jk_access_t   *a, *p;
 
-    alen = (l->alen == 1 && l->agency[0] == '_') ? 0 : l->alen;
-    de = jk_a3_code_name(x->r.decision);
+    if (alen == 1 && agency[0] == '_') {
+        alen = 0;
+    }
+
+    de = jk_a3_code_name(r->decision);
 
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 64;
@@ -195,28 +209,40 @@ jk_access_add(jk_disclose_t *d, const jk_vrec_t *x, const jk_a3_list_t *l)
 
     a = &d->list[d->n];
 
-    len = alen + x->r.purpose.len + strlen(de) + 3;
+    len = alen + r->purpose.len + strlen(de) + 3;
     a->agency = malloc(len);
     if (a->agency == NULL) {
         jk_err("out of memory");
         return -1;
     }
 
-    a->ts = x->r.ts;
-    a->ms = x->list;
-    a->sq = x->pos;
-    a->confirmed = x->r.gdecision != 0 || (x->conf && !x->conf->bad);
-    memcpy(a->agency, l->agency, alen);
+    a->ts = r->ts;
+    a->idx = idx;
+    a->confirmed = confirmed != 0;
+    memcpy(a->agency, agency, alen);
     a->agency[alen] = '\0';
     a->purpose = a->agency + alen + 1;
-    memcpy(a->purpose, x->r.purpose.p, x->r.purpose.len);
-    a->purpose[x->r.purpose.len] = '\0';
-    a->decision = a->purpose + x->r.purpose.len + 1;
+    memcpy(a->purpose, r->purpose.p, r->purpose.len);
+    a->purpose[r->purpose.len] = '\0';
+    a->decision = a->purpose + r->purpose.len + 1;
     memcpy(a->decision, de, strlen(de) + 1);
 
     d->n++;
 
     return 0;
+}
+
+
+/* the key of a record in d->seen: LIST \0 IDX (8 bytes) */
+
+static size_t
+jk_seen_key(char *key, const char *list, size_t llen, uint64_t idx)
+{
+    memcpy(key, list, llen);
+    key[llen] = '\0';
+    memcpy(key + llen + 1, &idx, 8);
+
+    return llen + 9;
 }
 
 
@@ -226,9 +252,11 @@ static int
 jk_disclose_a3(jk_disclose_t *d, jk_verify_t *v, uint64_t from_ms,
     uint64_t to_ms)
 {
-    int         k;
-    size_t      i;
-    jk_vrec_t  *x;
+    int                  k;
+    char                 key[JK_AGENCY_MAX + 16];
+    size_t               i, klen;
+    jk_vrec_t           *x;
+    const jk_a3_list_t  *l;
 
     for (i = 0; i < v->nrec; i++) {
         x = &v->recs[i];
@@ -245,9 +273,365 @@ jk_disclose_a3(jk_disclose_t *d, jk_verify_t *v, uint64_t from_ms,
             }
         }
 
-        if (k < d->nk && jk_access_add(d, x, &v->set.list[x->list]) != 0) {
+        if (k == d->nk) {
+            continue;
+        }
+
+        l = &v->set.list[x->list];
+
+        /* the hot window overlaps the archive: its copy was listed */
+        if (d->pg && l->alen <= JK_AGENCY_MAX) {
+            klen = jk_seen_key(key, l->agency, l->alen, x->idx);
+            if (jk_ht_find(&d->seen, key, klen) != NULL) {
+                continue;
+            }
+        }
+
+        if (jk_access_add(d, &x->r, l->agency, l->alen, x->idx,
+                          x->r.gdecision != 0
+                          || (x->conf && !x->conf->bad))
+            != 0)
+        {
             return -1;
         }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The archive (--postgres).  The resident's rows are found by the index
+ * on (pseudonym, ts); each is believed only by its raw bytes: decoded,
+ * its subject the pseudonym, its mac checked under its writer's key
+ * (the kid of the writer's W row) over the mac16 of the writer's row
+ * before it (both by the index on (writer, seq)).  A row that fails is
+ * named and left out.  A decision Redis made is confirmed when the
+ * archiver archived its completion (no juki_pending row: it checked
+ * list, decision and once), or by a completion verified in Redis.
+ */
+
+#define JK_DPG_ROWS                                                      \
+    "SELECT list, idx, raw FROM juki_records"                            \
+    " WHERE pseudonym = $1 AND ts >= $2::timestamptz"                    \
+    " AND ts <= $3::timestamptz"
+
+#define JK_DPG_PEND                                                      \
+    "SELECT list, decision FROM juki_pending"                            \
+    " WHERE writer = $1 AND seq = $2"
+
+
+static int
+jk_dpg_prepare(jk_disclose_t *d)
+{
+    size_t       i;
+    PGresult    *res;
+
+    static const char  *stmt[][2] = {
+        { "jk_dpg_rows", JK_DPG_ROWS },
+        { "jk_dpg_pend", JK_DPG_PEND },
+    };
+
+    for (i = 0; i < sizeof(stmt) / sizeof(stmt[0]); i++) {
+        res = PQprepare(d->pg, stmt[i][0], stmt[i][1], 0, NULL);
+        if (jk_pg_ok(res, "prepare") != 0) {
+            PQclear(res);
+            return -1;
+        }
+        PQclear(res);
+    }
+
+    return 0;
+}
+
+
+static void
+jk_dpg_bad(jk_disclose_t *d, const char *list, size_t llen, uint64_t idx,
+    const char *what)
+{
+    d->prob.n++;
+
+    if (d->prob.n > 20) {
+        return;
+    }
+
+    fprintf(stderr, "jukictl: disclose: archived %s element %llu: %s\n",
+            jk_safe(list, llen), (unsigned long long) idx, what);
+}
+
+
+/* NULL when r's mac is good; else what is wrong; "" on an error, said */
+
+static const char *
+jk_dpg_mac(jk_disclose_t *d, const jk_a3_t *r, const char *list,
+    size_t llen)
+{
+    int              rc;
+    char             hex[17];
+    jk_str_t         kid;
+    jk_a3_t          w, p;
+    PGresult        *wres = NULL, *pres = NULL;
+    const char      *what = NULL;
+    unsigned char    mac[16];
+    const jk_key_t  *k;
+
+    if (r->seq == 0) {
+        return "an A record at seq 0";
+    }
+
+    rc = jk_pg_seq(d->pg, r->writer, 0, &wres, &w);
+    if (rc != 0 || w.type != 'W') {
+        what = rc < 0 ? "" : "its writer's W row is not in the archive"
+                             " once";
+        goto done;
+    }
+
+    jk_hex(w.kid, 8, hex);
+    kid.p = hex;
+    kid.len = 16;
+    k = jk_keys_find(&d->kr, &kid);
+    if (k == NULL) {
+        what = "its writer's kid is none of the keys given";
+        goto done;
+    }
+
+    rc = jk_pg_seq(d->pg, r->writer, r->seq - 1, &pres, &p);
+    if (rc != 0) {
+        what = rc < 0 ? "" : "its writer's row before it is not in the"
+                             " archive once";
+        goto done;
+    }
+
+    if (jk_a3_mac(k, list, llen, p.mac, r->p, r->body_len, &d->scratch,
+                  mac) != 0)
+    {
+        what = "";
+        goto done;
+    }
+
+    if (CRYPTO_memcmp(mac, r->mac, 16) != 0) {
+        what = "bad mac (edited, forged, moved or reordered)";
+    }
+
+done:
+
+    PQclear(wres);
+    PQclear(pres);
+
+    return what;
+}
+
+
+/* 1 when the decision Redis made for r is confirmed, 0 not, -1 error */
+
+static int
+jk_dpg_confirmed(jk_disclose_t *d, const jk_a3_t *r, const char *list,
+    size_t llen, uint64_t idx)
+{
+    int                  len[2], fmt[2], rc;
+    char                 n[24], key[16];
+    const char          *val[2];
+    PGresult            *res;
+    jk_hent_t           *e;
+    jk_vrec_t           *c;
+    const jk_a3_list_t  *l;
+
+    if (r->gdecision != 0) {
+        return 1;
+    }
+
+    snprintf(n, sizeof(n), "%llu", (unsigned long long) r->seq);
+    val[0] = (const char *) r->writer; len[0] = 8; fmt[0] = 1;
+    val[1] = n; len[1] = 0; fmt[1] = 0;
+
+    res = PQexecPrepared(d->pg, "jk_dpg_pend", 2, val, len, fmt, 1);
+    if (jk_pg_ok(res, "reading juki_pending") != 0) {
+        PQclear(res);
+        return -1;
+    }
+
+    rc = PQntuples(res);
+    PQclear(res);
+
+    if (rc == 0) {
+        /* its completion was archived after the archiver checked it */
+        return 1;
+    }
+
+    jk_akey(r->writer, r->seq, key);
+    e = jk_ht_find(&d->cs, key, 16);
+    c = e ? e->ptr : NULL;
+
+    if (c == NULL) {
+        return 0;
+    }
+
+    /* in the same list after it, the same decision: verify's rule */
+    l = &d->v->set.list[c->list];
+
+    return c->r.decision == r->decision && c->idx > idx && l->alen == llen
+           && memcmp(l->agency, list, llen) == 0;
+}
+
+
+/* one row found by the index */
+
+static int
+jk_dpg_row(jk_disclose_t *d, PGresult *res, int i, uint64_t from_ms,
+    uint64_t to_ms, const char *pseudo)
+{
+    int                   conf;
+    char                  key[JK_AGENCY_MAX + 16];
+    size_t                llen, len, klen;
+    uint64_t              idx;
+    jk_a3_t               r;
+    jk_hent_t            *e;
+    const char           *list, *what;
+    const unsigned char  *p, *raw;
+
+    list = PQgetvalue(res, i, 0);
+    llen = (size_t) PQgetlength(res, i, 0);
+    p = (const unsigned char *) PQgetvalue(res, i, 1);
+    raw = (const unsigned char *) PQgetvalue(res, i, 2);
+    len = (size_t) PQgetlength(res, i, 2);
+
+    if (PQgetlength(res, i, 1) != 8 || llen == 0 || llen > JK_AGENCY_MAX) {
+        jk_dpg_bad(d, "?", 1, 0, "malformed row");
+        return 0;
+    }
+
+    idx = jk_pg_u64((const char *) p);
+
+    klen = jk_seen_key(key, list, llen, idx);
+    e = jk_ht_get(&d->seen, key, klen);
+    if (e == NULL) {
+        return -1;
+    }
+
+    if (e->n++) {
+        /* found under another key's pseudonym too */
+        return 0;
+    }
+
+    d->nrows++;
+
+    what = jk_a3_decode(raw, len, &r);
+    if (what != NULL) {
+        jk_dpg_bad(d, list, llen, idx, what);
+        return 0;
+    }
+
+    if (r.type != 'A' || r.subject.len != 16
+        || CRYPTO_memcmp(r.subject.p, pseudo, 16) != 0)
+    {
+        jk_dpg_bad(d, list, llen, idx, "its bytes are not the resident's"
+                   " audit record (derived columns edited)");
+        return 0;
+    }
+
+    what = jk_dpg_mac(d, &r, list, llen);
+    if (what != NULL) {
+        if (what[0] == '\0') {
+            return -1;
+        }
+        jk_dpg_bad(d, list, llen, idx, what);
+        return 0;
+    }
+
+    if (r.ts < from_ms || r.ts > to_ms) {
+        /* its ts column lies (verify --public-key names it) */
+        return 0;
+    }
+
+    conf = jk_dpg_confirmed(d, &r, list, llen, idx);
+    if (conf < 0) {
+        return -1;
+    }
+
+    return jk_access_add(d, &r, list, llen, idx, conf);
+}
+
+
+/* the Redis C records verified, by the A record they name */
+
+static int
+jk_dpg_cs(jk_disclose_t *d, jk_verify_t *v)
+{
+    char        key[16];
+    size_t      i;
+    jk_hent_t  *e;
+    jk_vrec_t  *x;
+
+    if (jk_ht_init(&d->cs, 64) != 0) {
+        return -1;
+    }
+
+    for (i = 0; i < v->nrec; i++) {
+        x = &v->recs[i];
+
+        if (x->bad || x->r.type != 'C') {
+            continue;
+        }
+
+        jk_akey(x->r.awriter, x->r.aseq, key);
+        e = jk_ht_get(&d->cs, key, 16);
+        if (e == NULL) {
+            return -1;
+        }
+
+        /* a second completion: none confirms (verify names it) */
+        e->ptr = e->n++ ? NULL : x;
+    }
+
+    return 0;
+}
+
+
+static int
+jk_disclose_pg(jk_disclose_t *d, jk_verify_t *v, uint64_t from_ms,
+    uint64_t to_ms)
+{
+    int          k, i, n, len[3], fmt[3];
+    char         from[40], to[40];
+    const char  *val[3];
+    PGresult    *res;
+
+    if (jk_ht_init(&d->seen, 64) != 0 || jk_dpg_cs(d, v) != 0
+        || jk_dpg_prepare(d) != 0)
+    {
+        return -1;
+    }
+
+    jk_fmt_iso(from_ms, from, sizeof(from));
+    if (to_ms == UINT64_MAX) {
+        snprintf(to, sizeof(to), "infinity");
+    } else {
+        jk_fmt_iso(to_ms, to, sizeof(to));
+    }
+
+    for (k = 0; k < d->nk; k++) {
+        val[0] = d->pseudo[k]; len[0] = 16; fmt[0] = 1;
+        val[1] = from; len[1] = 0; fmt[1] = 0;
+        val[2] = to; len[2] = 0; fmt[2] = 0;
+
+        res = PQexecPrepared(d->pg, "jk_dpg_rows", 3, val, len, fmt, 1);
+        if (jk_pg_ok(res, "reading the resident's rows") != 0
+            || PQnfields(res) != 3)
+        {
+            PQclear(res);
+            return -1;
+        }
+
+        n = PQntuples(res);
+
+        for (i = 0; i < n; i++) {
+            if (jk_dpg_row(d, res, i, from_ms, to_ms, d->pseudo[k]) != 0) {
+                PQclear(res);
+                return -1;
+            }
+        }
+
+        PQclear(res);
     }
 
     return 0;
@@ -410,7 +794,7 @@ jk_cmd_disclose(const jk_opts_t *o)
     int             rc = JK_ERR, k;
     char            code[JK_CODE_MAX + 2];
     size_t          i;
-    uint64_t        from_ms, to_ms, skew;
+    uint64_t        from_ms, to_ms, skew, n;
     unsigned char   h[32];
     jk_disclose_t  *d;
     const char     *format;
@@ -470,8 +854,26 @@ jk_cmd_disclose(const jk_opts_t *o)
         goto done;
     }
 
-    if (jk_verify_run(o, &v) != JK_OK) {
+    if (o->postgres || getenv("JUKI_POSTGRES")) {
+        d->pg = jk_pg_connect(o);
+        if (d->pg == NULL || jk_pg_prepare_read(d->pg) != 0) {
+            goto done;
+        }
+    }
+
+    if (jk_verify_run_pg(o, &v, d->pg) != JK_OK) {
         goto done;
+    }
+
+    /*
+     * Redis first, then the archive: a record trimmed in between was
+     * read from Redis and is found in the archive too, once listed
+     */
+    if (d->pg) {
+        d->v = &v;
+        if (jk_disclose_pg(d, &v, from_ms, to_ms) != 0) {
+            goto done;
+        }
     }
 
     if (jk_ht_init(&d->purposes, 64) != 0
@@ -485,7 +887,9 @@ jk_cmd_disclose(const jk_opts_t *o)
      * every record that failed or could not be checked is left out: it
      * might be one of the resident's
      */
+    n = d->prob.n;
     jk_problems_set(&d->prob, &v);
+    d->prob.n += n;
 
     for (i = 0; i < d->n; i++) {
         d->shown++;
@@ -515,6 +919,10 @@ done:
     free(d->list);
     OPENSSL_cleanse(d->pseudo, sizeof(d->pseudo));
     jk_ht_free(&d->purposes, free);
+    jk_ht_free(&d->seen, NULL);
+    jk_ht_free(&d->cs, NULL);
+    jk_buf_free(&d->scratch);
+    PQfinish(d->pg);
     jk_keys_wipe(&d->kr);
     jk_verify_free(&v);
     free(d);

@@ -86,7 +86,7 @@ jk_is_none(const jk_verify_t *v, size_t list)
 }
 
 
-static void
+void
 jk_akey(const unsigned char writer[8], uint64_t seq, char key[16])
 {
     memcpy(key, writer, 8);
@@ -166,6 +166,52 @@ jk_check_completions(jk_verify_t *v, jk_vrec_t *recs, size_t n,
 }
 
 
+/*
+ * --postgres: a writer whose first record in Redis is past its W record
+ * continues its chain from the archive: its key by the kid of its W row,
+ * prev16 the mac of its row before x.  0; 1 when the archive does not
+ * hold them (the rules of Redis alone apply); -1 on an error, said.
+ */
+
+static int
+jk_chain_archived(jk_verify_t *v, const jk_vrec_t *x, const jk_key_t **k,
+    unsigned char prev[16])
+{
+    int        rc;
+    char       hex[17];
+    jk_str_t   kid;
+    jk_a3_t    w, p;
+    PGresult  *wres = NULL, *pres = NULL;
+
+    if (x->r.seq == 0) {
+        return 1;
+    }
+
+    rc = jk_pg_seq(v->pg, x->r.writer, 0, &wres, &w);
+    if (rc == 0 && w.type != 'W') {
+        rc = 1;
+    }
+
+    if (rc == 0) {
+        jk_hex(w.kid, 8, hex);
+        kid.p = hex;
+        kid.len = 16;
+        *k = jk_keys_find(&v->kr, &kid);
+        rc = *k ? jk_pg_seq(v->pg, x->r.writer, x->r.seq - 1, &pres, &p)
+                : 1;
+    }
+
+    if (rc == 0) {
+        memcpy(prev, p.mac, 16);
+    }
+
+    PQclear(wres);
+    PQclear(pres);
+
+    return rc;
+}
+
+
 /* one writer's records, sorted by seq; -1 when a mac cannot be computed */
 
 static int
@@ -186,6 +232,15 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
     }
 
     x = g[0];
+
+    if (v->pg && (x->r.seq != 0 || x->r.type != 'W')) {
+        switch (jk_chain_archived(v, x, &k, prev)) {
+        case -1:
+            return -1;
+        case 0:
+            goto chain;
+        }
+    }
 
     if (x->r.seq != 0 || x->r.type != 'W') {
         if (v->set.none_trimmed) {
@@ -229,6 +284,8 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
     }
 
     memset(prev, 0, 16);
+
+chain:
 
     for (i = 0; i < n; i++) {
         x = g[i];
@@ -305,6 +362,13 @@ jk_check_chain(jk_verify_t *v, jk_vrec_t **g, size_t n, uint64_t *last,
 int
 jk_verify_run(const jk_opts_t *o, jk_verify_t *v)
 {
+    return jk_verify_run_pg(o, v, NULL);
+}
+
+
+int
+jk_verify_run_pg(const jk_opts_t *o, jk_verify_t *v, PGconn *pg)
+{
     int              n;
     char             key[16];
     size_t           i, j, k;
@@ -317,6 +381,7 @@ jk_verify_run(const jk_opts_t *o, jk_verify_t *v)
 
     memset(v, 0, sizeof(*v));
     v->cmd = o->command;
+    v->pg = pg;
 
     if (jk_skew_opt(o, &v->skew) != JK_OK) {
         return JK_ERR;

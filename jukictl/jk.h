@@ -334,9 +334,13 @@ typedef struct jk_verify_s {
     uint64_t            failed;         /* records bad, not uncheckable */
     jk_ht_t             as;
     redisContext       *c;
+    PGconn             *pg;             /* chains continued from the
+                                           archive; not owned */
 } jk_verify_t;
 
 int jk_verify_run(const jk_opts_t *o, jk_verify_t *v);
+int jk_verify_run_pg(const jk_opts_t *o, jk_verify_t *v, PGconn *pg);
+void jk_akey(const unsigned char writer[8], uint64_t seq, char key[16]);
 void jk_verify_free(jk_verify_t *v);
 
 
@@ -369,6 +373,10 @@ int jk_pg_schema(PGconn *pg);
 int jk_pg_bytea(const char *text, size_t tlen, unsigned char *out,
     size_t n);
 const char *jk_origin(const jk_opts_t *o);
+int jk_pg_prepare_read(PGconn *pg);
+int jk_pg_seq(PGconn *pg, const unsigned char writer[8], uint64_t seq,
+    PGresult **res, jk_a3_t *r);
+uint64_t jk_pg_u64(const char *v);
 
 
 /* commands */

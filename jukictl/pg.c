@@ -30,6 +30,8 @@ static const char  jk_pg_schema_sql[] =
     ") PARTITION BY RANGE (ts);"
     "CREATE INDEX IF NOT EXISTS juki_records_pseudonym_ts"
     " ON juki_records (pseudonym, ts) WHERE pseudonym IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS juki_records_writer_seq"
+    " ON juki_records (writer, seq);"
     "CREATE TABLE IF NOT EXISTS juki_cursor ("
     " list text PRIMARY KEY,"
     " next_idx bigint NOT NULL,"
@@ -165,6 +167,81 @@ jk_pg_schema(PGconn *pg)
     }
 
     return 0;
+}
+
+
+/*
+ * Reads of the archive by the index on (writer, seq), for the records
+ * of one trail over both stores (disclose --postgres, verify's chains
+ * continued from the archive).
+ */
+
+#define JK_PG_SEQ_SQL                                                    \
+    "SELECT list, idx, raw FROM juki_records"                            \
+    " WHERE writer = $1 AND seq = $2"
+
+
+int
+jk_pg_prepare_read(PGconn *pg)
+{
+    int        rc;
+    PGresult  *res;
+
+    res = PQprepare(pg, "jk_pg_seq", JK_PG_SEQ_SQL, 0, NULL);
+    rc = jk_pg_ok(res, "prepare");
+    PQclear(res);
+
+    return rc;
+}
+
+
+/*
+ * The one row of (writer, seq), decoded (pointing into *res, which the
+ * caller clears): 0; 1 when there is none, several, or it is not what
+ * its columns say; -1 on an error, said.
+ */
+
+int
+jk_pg_seq(PGconn *pg, const unsigned char writer[8], uint64_t seq,
+    PGresult **res, jk_a3_t *r)
+{
+    int          len[2], fmt[2];
+    char         n[24];
+    const char  *val[2];
+
+    snprintf(n, sizeof(n), "%llu", (unsigned long long) seq);
+    val[0] = (const char *) writer; len[0] = 8; fmt[0] = 1;
+    val[1] = n; len[1] = 0; fmt[1] = 0;
+
+    *res = PQexecPrepared(pg, "jk_pg_seq", 2, val, len, fmt, 1);
+    if (jk_pg_ok(*res, "reading a writer's row") != 0) {
+        return -1;
+    }
+
+    if (PQntuples(*res) != 1 || PQnfields(*res) != 3
+        || PQgetlength(*res, 0, 1) != 8
+        || jk_a3_decode((const unsigned char *) PQgetvalue(*res, 0, 2),
+                        (size_t) PQgetlength(*res, 0, 2), r) != NULL
+        || r->seq != seq || memcmp(r->writer, writer, 8) != 0)
+    {
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* a bigint in binary result form */
+
+uint64_t
+jk_pg_u64(const char *v)
+{
+    const unsigned char  *p = (const unsigned char *) v;
+
+    return (uint64_t) p[0] << 56 | (uint64_t) p[1] << 48
+           | (uint64_t) p[2] << 40 | (uint64_t) p[3] << 32
+           | (uint64_t) p[4] << 24 | (uint64_t) p[5] << 16
+           | (uint64_t) p[6] << 8 | (uint64_t) p[7];
 }
 
 
