@@ -108,6 +108,50 @@ jk_check_place(jk_verify_t *v, jk_vrec_t *x)
 }
 
 
+/*
+ * --postgres: a completion whose audit record was trimmed from Redis
+ * finds it in the archive by (writer, seq): an A record Redis decided,
+ * earlier in the same list, with the same decision.  0 when it is (a
+ * second completion across the stores is the archiver's check, not
+ * this one's); 1 when it is not there (left out as uncheckable, fail
+ * closed), or a break named when it contradicts; -1 on an error.
+ */
+
+static int
+jk_completion_archived(jk_verify_t *v, jk_vrec_t *x)
+{
+    int                  rc;
+    size_t               llen;
+    jk_a3_t              a;
+    PGresult            *res = NULL;
+    const jk_a3_list_t  *l = &v->set.list[x->list];
+
+    rc = jk_pg_seq(v->pg, x->r.awriter, x->r.aseq, &res, &a);
+
+    if (rc == 0) {
+        llen = (size_t) PQgetlength(res, 0, 0);
+
+        if (a.type != 'A' || a.gdecision != 0 || llen != l->alen
+            || memcmp(PQgetvalue(res, 0, 0), l->agency, llen) != 0
+            || jk_pg_u64(PQgetvalue(res, 0, 1)) >= x->idx)
+        {
+            jk_break(v, x, "completion of seq %llu: the archive holds no"
+                     " such audit record before it in this list",
+                     (unsigned long long) x->r.aseq);
+
+        } else if (a.decision != x->r.decision) {
+            jk_break(v, x, "decision flip: the archived audit record"
+                     " (seq %llu) says %s", (unsigned long long) x->r.aseq,
+                     jk_a3_code_name(a.decision));
+        }
+    }
+
+    PQclear(res);
+
+    return rc;
+}
+
+
 static void
 jk_check_completions(jk_verify_t *v, jk_vrec_t *recs, size_t n,
     jk_ht_t *as)
@@ -130,7 +174,9 @@ jk_check_completions(jk_verify_t *v, jk_vrec_t *recs, size_t n,
 
         if (a == NULL && v->set.list[x->list].trimmed) {
             /* its audit record may be archived: the archive checks it */
-            v->uncheckable++;
+            if (v->pg == NULL || jk_completion_archived(v, x) != 0) {
+                v->uncheckable++;
+            }
             continue;
         }
 
@@ -541,6 +587,7 @@ int
 jk_cmd_verify(const jk_opts_t *o)
 {
     int          rc;
+    PGconn      *pg = NULL;
     jk_verify_t  v;
 
     if (o->from || o->to) {
@@ -549,11 +596,23 @@ jk_cmd_verify(const jk_opts_t *o)
                             " bounds)");
     }
 
-    if (o->public_key || o->postgres || o->checkpoint) {
+    /*
+     * --postgres with --key (no --public-key): Redis's records, the
+     * chains of writers whose first records were trimmed continued from
+     * the archive (the rows themselves: --public-key)
+     */
+    if (o->postgres && o->nkeys && !o->public_key && !o->checkpoint) {
+        pg = jk_pg_connect(o);
+        if (pg == NULL || jk_pg_prepare_read(pg) != 0) {
+            PQfinish(pg);
+            return JK_ERR;
+        }
+
+    } else if (o->public_key || o->postgres || o->checkpoint) {
         return jk_verify_public(o);
     }
 
-    rc = jk_verify_run(o, &v);
+    rc = jk_verify_run_pg(o, &v, pg);
 
     if (rc == JK_OK && v.breaks) {
         rc = JK_FAIL;
@@ -581,6 +640,7 @@ jk_cmd_verify(const jk_opts_t *o)
     }
 
     jk_verify_free(&v);
+    PQfinish(pg);
 
     return rc;
 }

@@ -5,7 +5,9 @@
 #   TEST_FILES="t/010-policy.t"  run a subset
 #   KEEP=1                       keep the work directory
 # t/110-archive.t (jukictl archive) runs its own Redis and PostgreSQL on
-# TEST_ARCHIVE_REDIS_PORT / TEST_ARCHIVE_PG_PORT (default port+20, port+21).
+# TEST_ARCHIVE_REDIS_PORT / TEST_ARCHIVE_PG_PORT (default port+20, port+21);
+# t/111-archive-read.t on TEST_ARCHREAD_REDIS_PORT / TEST_ARCHREAD_PG_PORT
+# (port+22, port+23).
 # Every test Redis runs with the ACL of conf/juki-users.acl.in (default user off)
 # and per-run random passwords in WORK/secrets: the harness and jukictl talk to
 # Redis as juki-admin, the gateway as juki-gw (t/juki/JukiTest.pm); the function
@@ -60,6 +62,9 @@ export TEST_NGINX_REDIS_SECRETS="$work/secrets"
 # (scripts/pg.sh, Debian's postgresql from scripts/deps.sh test)
 export TEST_ARCHIVE_REDIS_PORT=${TEST_ARCHIVE_REDIS_PORT:-$((port + 20))}
 export TEST_ARCHIVE_PG_PORT=${TEST_ARCHIVE_PG_PORT:-$((port + 21))}
+# t/111-archive-read.t (disclose --postgres) likewise, port+22, port+23
+export TEST_ARCHREAD_REDIS_PORT=${TEST_ARCHREAD_REDIS_PORT:-$((port + 22))}
+export TEST_ARCHREAD_PG_PORT=${TEST_ARCHREAD_PG_PORT:-$((port + 23))}
 export JUKI_REDIS_USER=juki-admin
 JUKI_REDIS_PASSWORD=$(cat "$work/secrets/juki-admin")
 export JUKI_REDIS_PASSWORD

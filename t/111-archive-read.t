@@ -137,9 +137,10 @@ srand(11);
 my @w = map { JukiRef::writer(sprintf('%016x', 0xb000 + $_), $key) } 0 .. 3;
 my $recs = [];
 for my $d (0, 1) {
+    # day 0 leaves the last completion of each writer unwritten
     push @$recs, @{ JukiRef::trail(requests => 400, writers => \@w,
                                    agencies => \@agencies, codes => \@codes,
-                                   summaries => 1,
+                                   summaries => 1, owe => $d == 0,
                                    start_ms => $now_ms - 46 * 3600000
                                                + $d * 44 * 3600000) };
 }
@@ -147,11 +148,30 @@ my $nrec = @$recs;
 $redis->cmd('FLUSHALL');
 $redis->load($recs);
 
-my @who = @codes[0 .. 5];
+# the A records Redis decided whose completion is owed: the last of
+# each writer on day 0
+my (%owed, %ownc);
+for my $r (@$recs) {
+    last if JukiRef::decode($r->{el})->{ts} > $now_ms - 24 * 3600000;
+    if ($r->{type} eq 'A' && JukiRef::redis_decided($r->{decision})) {
+        $owed{ $r->{writer} } = $r;
+    } elsif ($r->{type} eq 'C') {
+        delete $owed{ $r->{writer} }
+            if $owed{ $r->{writer} }
+               && JukiRef::decode($r->{el})->{aseq}
+                  == $owed{ $r->{writer} }{seq};
+    }
+}
+my @owed = values %owed;
+ok(@owed > 0, 'the trail owes completions (' . @owed . ')');
+
 my %n;
 for my $r (@$recs) {
     $n{ $r->{resident} }++ if $r->{type} eq 'A' && defined $r->{resident};
 }
+my %seen;
+my @who = grep { !$seen{$_}++ }
+          (@codes[0 .. 5], map { $_->{resident} } @owed);
 
 my ($rc, $out, $err, $dt);
 
@@ -223,6 +243,38 @@ is_deeply(disclose_all(1, 'window, archive only', @win), $wbefore,
                        '--format', 'json', '--key', $keyfile);
 like($out, qr/"count": 0,/, 'disclose without --postgres: Redis only,'
      . ' now empty');
+
+# --- completions written after their audit records were archived ---
+
+for my $c (@owed) {
+    like($before->{ $c->{resident} }, qr/"unconfirmed": [1-9]/,
+         'an owed completion: unconfirmed before');
+}
+my %wr = map { $_->{name} => $_ } @w;
+$redis->load([ map { JukiRef::record($wr{ $_->{writer} }, 'C',
+                                     agency => $_->{agency}, ts => $now_ms,
+                                     aseq => $_->{seq},
+                                     decision => $_->{decision},
+                                     status => 200, bytes => 1) } @owed ]);
+my $late = disclose_all(1, 'archived A, C in Redis');
+for my $c (@owed) {
+    my $r = $c->{resident};
+    my ($u0) = $before->{$r} =~ /"unconfirmed": (\d+)/;
+    my $k = grep { $_->{resident} eq $r } @owed;
+    like($late->{$r}, qr/"unconfirmed": @{[ $u0 - $k ]},/,
+         'disclose --postgres: the archived decision confirmed by its'
+         . ' completion in Redis');
+}
+($rc, $out, $err) = jk('juki-reader', 0, undef, 'verify', '--key',
+                       $keyfile);
+is($rc, 0, 'verify --key of Redis alone: exit 0') or diag $err;
+like($out, qr/^not checkable: \d+ records/m,
+     'verify --key of Redis alone: the completions not checkable');
+($rc, $out, $err) = jk('juki-reader', 0, undef, 'verify', '--key',
+                       $keyfile, '--postgres', $dsn);
+is($rc, 0, 'verify --key --postgres: the completions checked against the'
+   . ' archive') or diag $err;
+unlike($out, qr/not checkable/, 'verify --key --postgres: all checkable');
 
 # --- the index ---
 
