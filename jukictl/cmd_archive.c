@@ -27,7 +27,6 @@
 #include "jk.h"
 
 
-#define JK_ARCH_LOCK         "7437011202"
 #define JK_KEEP_DEFAULT      86400000       /* 24h */
 #define JK_CKPT_EVERY        60000          /* ms, --follow */
 #define JK_ARCH_SHOWN        20
@@ -978,30 +977,6 @@ jk_buf_hex(jk_buf_t *b, const unsigned char *p, size_t n)
 
 
 static int
-jk_buf_fmt(jk_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-jk_buf_fmt(jk_buf_t *b, const char *fmt, ...)
-{
-    int      n;
-    char     tmp[512];
-    va_list  ap;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-
-    if (n < 0 || (size_t) n >= sizeof(tmp)) {
-        jk_err("internal error: a line too long");
-        return -1;
-    }
-
-    return jk_buf_append(b, tmp, (size_t) n);
-}
-
-
-static int
 jk_month_of(uint64_t ms, uint64_t *month)
 {
     time_t     t = (time_t) (ms / 1000);
@@ -1873,7 +1848,7 @@ jk_cmd_archive(const jk_opts_t *o)
         goto done;
     }
 
-    res = PQexec(a.pg, "SELECT pg_try_advisory_lock(" JK_ARCH_LOCK ")");
+    res = PQexec(a.pg, "SELECT pg_try_advisory_lock(" JK_PG_LOCK_ARCHIVE ")");
     if (jk_pg_ok(res, "lock") != 0) {
         PQclear(res);
         goto done;

@@ -68,7 +68,9 @@ typedef struct {
     const char      *checkpoint_file;   /* archive: written */
     const char      *checkpoint;        /* verify: handed out earlier */
     const char      *origin;
+    const char      *older_than;        /* retention */
     int              follow;
+    int              force;             /* retention: an age under 1y */
     int              help;
 } jk_opts_t;
 
@@ -94,6 +96,8 @@ int jk_usage_err(const char *fmt, ...)
 int jk_buf_reserve(jk_buf_t *b, size_t n);
 int jk_buf_append(jk_buf_t *b, const void *p, size_t n);
 int jk_buf_ns(jk_buf_t *b, const void *p, size_t n);
+int jk_buf_fmt(jk_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void jk_buf_free(jk_buf_t *b);
 
 int jk_str_eq(const jk_str_t *s, const char *lit);
@@ -362,6 +366,9 @@ const char *jk_note_open(EVP_PKEY *pk, const char *name, const char *note,
 
 /* pg.c: the archive in PostgreSQL (docs/audit.md, "Archive") */
 
+/* session advisory lock: one archiver or retention at a time */
+#define JK_PG_LOCK_ARCHIVE  "7437011202"
+
 PGconn *jk_pg_connect(const jk_opts_t *o);
 int jk_pg_ok(PGresult *res, const char *what);
 int jk_pg_exec(PGconn *pg, const char *sql);
@@ -382,7 +389,10 @@ int jk_cmd_verify(const jk_opts_t *o);
 int jk_cmd_watch(const jk_opts_t *o);
 int jk_cmd_function(const jk_opts_t *o);
 int jk_cmd_archive(const jk_opts_t *o);
+int jk_cmd_retention(const jk_opts_t *o);
 int jk_verify_public(const jk_opts_t *o);
+int jk_verify_archive(const jk_opts_t *o, EVP_PKEY *pk, int use_redis,
+    int quiet);
 int jk_function_id(char id[13]);
 
 

@@ -23,7 +23,8 @@
 #define C_WATCH     0x40
 #define C_FUNCTION  0x80
 #define C_ARCHIVE   0x100
-#define C_ALL       0x1ff
+#define C_RETENTION 0x200
+#define C_ALL       0x3ff
 
 
 typedef struct {
@@ -120,6 +121,16 @@ static const jk_command_t  jk_commands[] = {
       "  --follow: every second until\nSIGINT/SIGTERM.  Exit 1 at a chain"
       " break (nothing past it archived).\n" },
 
+    { "retention", C_RETENTION, jk_cmd_retention,
+      "usage: jukictl retention --postgres DSN --signing-key PEM"
+      " --older-than AGE\n"
+      "                         [--force] [--origin NAME]\n\n"
+      "Drops the archive's monthly partitions that lie wholly before now"
+      " minus AGE\n(7y, 84mo, 2555d).  The archive is verified first; each"
+      " month dropped gets\na signed retention record naming every list's"
+      " index range and every\nwriter's seq range with its hash.  An AGE"
+      " under 1y needs --force.\n" },
+
     { "watch", C_WATCH, jk_cmd_watch,
       "usage: jukictl watch [--count N] [--timeout SECONDS]"
       " [--format text|json]\n\n"
@@ -157,13 +168,14 @@ static const jk_option_t  jk_options[] = {
     { "resident-code", C_DISCLOSE, JK_OPT(resident_code) },
     { "max-skew", C_REPORT | C_DISCLOSE | C_VERIFY | C_ARCHIVE,
       JK_OPT(max_skew) },
-    { "postgres", C_VERIFY | C_ARCHIVE, JK_OPT(postgres) },
-    { "signing-key", C_ARCHIVE, JK_OPT(signing_key) },
+    { "postgres", C_VERIFY | C_ARCHIVE | C_RETENTION, JK_OPT(postgres) },
+    { "signing-key", C_ARCHIVE | C_RETENTION, JK_OPT(signing_key) },
+    { "older-than", C_RETENTION, JK_OPT(older_than) },
     { "public-key", C_VERIFY, JK_OPT(public_key) },
     { "keep", C_ARCHIVE, JK_OPT(keep) },
     { "checkpoint-file", C_ARCHIVE, JK_OPT(checkpoint_file) },
     { "checkpoint", C_VERIFY, JK_OPT(checkpoint) },
-    { "origin", C_VERIFY | C_ARCHIVE, JK_OPT(origin) },
+    { "origin", C_VERIFY | C_ARCHIVE | C_RETENTION, JK_OPT(origin) },
     { "count", C_WATCH, JK_OPT(count) },
     { "timeout", C_WATCH, JK_OPT(timeout) },
     { NULL, 0, 0 }
@@ -327,6 +339,11 @@ main(int argc, char **argv)
             continue;
         }
 
+        if (strcmp(arg, "--force") == 0) {
+            o.force = 1;
+            continue;
+        }
+
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
             if (arg[0] == '-' && arg[1] != '\0') {
                 return jk_unknown_option(arg);
@@ -413,6 +430,10 @@ main(int argc, char **argv)
 
     if (o.follow && cmd->mask != C_ARCHIVE) {
         return jk_usage_err("%s does not take --follow", cmd->name);
+    }
+
+    if (o.force && cmd->mask != C_RETENTION) {
+        return jk_usage_err("%s does not take --force", cmd->name);
     }
 
     for (opt = jk_options; opt->name; opt++) {

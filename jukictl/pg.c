@@ -57,7 +57,19 @@ static const char  jk_pg_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS juki_checkpoints ("
     " id bigserial PRIMARY KEY,"
     " made timestamptz NOT NULL,"
-    " note text NOT NULL);";
+    " note text NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS juki_retention ("
+    " id bigserial PRIMARY KEY,"
+    " made timestamptz NOT NULL,"
+    " part text NOT NULL,"
+    " note text NOT NULL,"
+    " dropped timestamptz);"
+    "CREATE TABLE IF NOT EXISTS juki_retained ("
+    " kind \"char\" NOT NULL,"
+    " name bytea NOT NULL,"
+    " next bigint NOT NULL,"
+    " hash bytea NOT NULL,"
+    " PRIMARY KEY (kind, name));";
 
 
 const char *

@@ -117,6 +117,28 @@ jk_buf_ns(jk_buf_t *b, const void *p, size_t n)
 }
 
 
+/* appends one formatted line (under 512 bytes) */
+
+int
+jk_buf_fmt(jk_buf_t *b, const char *fmt, ...)
+{
+    int      n;
+    char     tmp[512];
+    va_list  ap;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+
+    if (n < 0 || (size_t) n >= sizeof(tmp)) {
+        jk_err("internal error: a line too long");
+        return -1;
+    }
+
+    return jk_buf_append(b, tmp, (size_t) n);
+}
+
+
 void
 jk_buf_free(jk_buf_t *b)
 {

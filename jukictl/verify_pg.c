@@ -44,11 +44,20 @@ typedef struct {
     uint64_t         signed_rows;   /* in the last checkpoint */
 } jk_plist_t;
 
+/* what retention records dropped: 'L' agency or 'W' writer[8] */
+typedef struct {
+    uint64_t         next;          /* the first index or seq kept */
+    unsigned char    hash[32];      /* the chain's hash before it */
+    long long        rec;           /* the retention record's id */
+} jk_floor_t;
+
 typedef struct {
     EVP_PKEY        *pk;
     const char      *origin;
     uint64_t         breaks;
     jk_ht_t          claims;
+    jk_ht_t          floors;
+    uint64_t         nret;
     long long        last_id;
     uint64_t         nckpt;
     jk_plist_t      *lists;
@@ -441,6 +450,298 @@ jk_pv_check(jk_pv_t *v, const char *key, size_t klen,
 }
 
 
+/* retention records (docs/audit.md, "Retention"): the floors */
+
+static jk_floor_t *
+jk_floor_find(jk_pv_t *v, int kind, const char *name, size_t n)
+{
+    char        key[1 + JK_AGENCY_MAX];
+    jk_hent_t  *e;
+
+    if (n > JK_AGENCY_MAX) {
+        return NULL;
+    }
+    key[0] = (char) kind;
+    memcpy(key + 1, name, n);
+
+    e = jk_ht_find(&v->floors, key, n + 1);
+
+    return e ? e->ptr : NULL;
+}
+
+
+/* a range FIRST..LAST dropped: it must start at the floor */
+
+static int
+jk_floor_move(jk_pv_t *v, int kind, const char *name, size_t n,
+    uint64_t first, uint64_t last, const unsigned char hash[32],
+    long long id, const char *what)
+{
+    char         key[1 + JK_AGENCY_MAX];
+    jk_hent_t   *e;
+    jk_floor_t  *f;
+
+    key[0] = (char) kind;
+    memcpy(key + 1, name, n);
+
+    e = jk_ht_get(&v->floors, key, n + 1);
+    if (e == NULL) {
+        return -1;
+    }
+
+    f = e->ptr;
+    if (f == NULL) {
+        f = calloc(1, sizeof(*f));
+        if (f == NULL) {
+            jk_err("out of memory");
+            return -1;
+        }
+        e->ptr = f;
+    }
+
+    if (first != f->next || last < first) {
+        jk_pv_break(v, "retention record %lld: %s %llu..%llu, but %llu is"
+                    " the first not dropped before (a forged record?)", id,
+                    what, (unsigned long long) first,
+                    (unsigned long long) last,
+                    (unsigned long long) f->next);
+        return 0;
+    }
+
+    f->next = last + 1;
+    memcpy(f->hash, hash, 32);
+    f->rec = id;
+
+    return 0;
+}
+
+
+static int
+jk_pv_retention_note(jk_pv_t *v, const char *note, size_t len, long long id)
+{
+    int            nf, k;
+    char           what[40 + JK_AGENCY_MAX];
+    size_t         blen, ln, olen, i, fl[7];
+    uint64_t       num[3];
+    const char    *err, *p, *end, *nl, *f[7];
+    unsigned char  hash[32], w[8];
+
+    err = jk_note_open(v->pk, v->origin, note, len, &blen);
+    if (err) {
+        jk_pv_break(v, "retention record %lld: %s", id, err);
+        return 0;
+    }
+
+    v->nret++;
+    olen = strlen(v->origin);
+    p = note;
+    end = note + blen;
+
+    for (ln = 0; p < end; ln++, p = nl + 1) {
+        nl = memchr(p, '\n', (size_t) (end - p));
+        if (nl == NULL) {
+            jk_pv_break(v, "retention record %lld: no final newline", id);
+            return 0;
+        }
+
+        if (ln == 0) {
+            if ((size_t) (nl - p) != olen || memcmp(p, v->origin, olen)) {
+                jk_pv_break(v, "retention record %lld: origin is not %s",
+                            id, v->origin);
+                return 0;
+            }
+            continue;
+        }
+
+        if (ln == 1) {
+            if ((size_t) (nl - p) != 25
+                || memcmp(p, "juki-archive retention v1", 25) != 0)
+            {
+                jk_pv_break(v, "retention record %lld: not a juki-archive"
+                            " retention v1", id);
+                return 0;
+            }
+            continue;
+        }
+
+        /* split into at most 7 fields (6 used) */
+        nf = 0;
+        for (i = 0; p + i < nl && nf < 7; nf++) {
+            f[nf] = p + i;
+            fl[nf] = strcspn(f[nf], " \n");
+            if (f[nf] + fl[nf] > nl) {
+                fl[nf] = (size_t) (nl - f[nf]);
+            }
+            i += fl[nf] + 1;
+        }
+
+        if (p + i - 1 != nl) {
+            goto malformed;
+        }
+
+        if ((ln == 2 && nf == 2 && fl[0] == 4
+             && memcmp(f[0], "time", 4) == 0)
+            || (ln == 3 && nf == 2 && fl[0] == 5
+                && memcmp(f[0], "month", 5) == 0 && fl[1] == 7))
+        {
+            continue;
+        }
+
+        if (nf == 6 && fl[0] == 4 && memcmp(f[0], "list", 4) == 0
+            && jk_agency_ok(f[1], fl[1])
+            && jk_parse_u64(f[2], fl[2], &num[0]) == 0
+            && jk_parse_u64(f[3], fl[3], &num[1]) == 0
+            && jk_parse_u64(f[4], fl[4], &num[2]) == 0
+            && jk_unb64(f[5], fl[5], hash, 32) == 0)
+        {
+            if (num[1] < num[0] || num[2] != num[1] - num[0] + 1) {
+                jk_pv_break(v, "retention record %lld: line %zu: the row"
+                            " count is not the range's", id, ln + 1);
+                return 0;
+            }
+            snprintf(what, sizeof(what), "list %.*s rows", (int) fl[1],
+                     f[1]);
+            if (jk_floor_move(v, 'L', f[1], fl[1], num[0], num[1], hash,
+                              id, what) != 0)
+            {
+                return -1;
+            }
+            continue;
+        }
+
+        if (nf == 5 && fl[0] == 6 && memcmp(f[0], "writer", 6) == 0
+            && fl[1] == 16 && strspn(f[1], "0123456789abcdef") == 16
+            && jk_parse_u64(f[2], fl[2], &num[0]) == 0
+            && jk_parse_u64(f[3], fl[3], &num[1]) == 0
+            && jk_unb64(f[4], fl[4], hash, 32) == 0)
+        {
+            for (k = 0; k < 8; k++) {
+                unsigned  b;
+
+                if (sscanf(f[1] + 2 * k, "%2x", &b) != 1) {
+                    goto malformed;
+                }
+                w[k] = (unsigned char) b;
+            }
+            snprintf(what, sizeof(what), "writer %.16s seq", f[1]);
+            if (jk_floor_move(v, 'W', (const char *) w, 8, num[0], num[1],
+                              hash, id, what) != 0)
+            {
+                return -1;
+            }
+            continue;
+        }
+
+    malformed:
+
+        jk_pv_break(v, "retention record %lld: malformed line %zu", id,
+                    ln + 1);
+        return 0;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Every retention record, in order; then the claims of checkpoints about
+ * what was dropped: one at the floor is checked against the record's
+ * hash, one below it is lawfully gone.
+ */
+
+static int
+jk_pv_retention(jk_pv_t *v, PGconn *pg)
+{
+    int          i, n, said = 0;
+    char         what[80];
+    size_t       alen;
+    uint64_t     at;
+    PGresult    *res;
+    jk_hent_t  **all;
+    jk_claim_t  *c;
+    jk_floor_t  *f;
+
+    res = PQexec(pg, "SELECT to_regclass('juki_retention') IS NOT NULL");
+    if (jk_pg_ok(res, "looking for retention records") != 0) {
+        PQclear(res);
+        return -1;
+    }
+    n = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+
+    if (!n) {
+        return 0;
+    }
+
+    res = PQexec(pg, "SELECT id, note FROM juki_retention ORDER BY id");
+    if (jk_pg_ok(res, "reading the retention records") != 0) {
+        PQclear(res);
+        return -1;
+    }
+
+    n = PQntuples(res);
+
+    for (i = 0; i < n; i++) {
+        if (jk_pv_retention_note(v, PQgetvalue(res, i, 1),
+                                 (size_t) PQgetlength(res, i, 1),
+                                 strtoll(PQgetvalue(res, i, 0), NULL, 10))
+            != 0)
+        {
+            PQclear(res);
+            return -1;
+        }
+    }
+
+    PQclear(res);
+
+    if (n == 0) {
+        return 0;
+    }
+
+    all = jk_ht_sorted(&v->claims);
+    if (all == NULL) {
+        return -1;
+    }
+
+    for (i = 0; all[i]; i++) {
+        c = all[i]->ptr;
+        if (c == NULL || c->met) {
+            continue;
+        }
+
+        if (all[i]->key[0] == 'L') {
+            alen = strlen(all[i]->key + 1);
+            memcpy(&at, all[i]->key + 2 + alen, 8);
+            f = jk_floor_find(v, 'L', all[i]->key + 1, alen);
+            snprintf(what, sizeof(what), "the retention record of list %s",
+                     all[i]->key + 1);
+        } else {
+            memcpy(&at, all[i]->key + 9, 8);
+            at++;                       /* the hash after seq S */
+            f = jk_floor_find(v, 'W', all[i]->key + 1, 8);
+            snprintf(what, sizeof(what), "the retention record of a"
+                     " writer");
+        }
+
+        if (f == NULL || at > f->next) {
+            continue;
+        }
+
+        if (at < f->next) {
+            c->met = 3;                 /* dropped under a record */
+            continue;
+        }
+
+        said = 0;
+        jk_pv_check(v, all[i]->key, all[i]->klen, f->hash, what, &said);
+    }
+
+    free(all);
+
+    return 0;
+}
+
+
 static int
 jk_pv_rows(jk_pv_t *v, PGconn *pg, uint64_t *nrows, size_t *nwriters)
 {
@@ -451,6 +752,7 @@ jk_pv_rows(jk_pv_t *v, PGconn *pg, uint64_t *nrows, size_t *nwriters)
     PGresult        *res;
     jk_prow_t       *rows = NULL, **sorted = NULL, *x;
     jk_plist_t      *pl = NULL;
+    jk_floor_t      *fl;
     const char      *err, *ag;
     unsigned char    cur[32];
     uint64_t        *last = NULL;
@@ -510,6 +812,12 @@ jk_pv_rows(jk_pv_t *v, PGconn *pg, uint64_t *nrows, size_t *nwriters)
             lastmet = 0;
             said = 0;
             memset(cur, 0, 32);
+            fl = jk_floor_find(v, 'L', ag, (size_t) al);
+            if (fl) {
+                expect = fl->next;
+                lastmet = fl->next;
+                memcpy(cur, fl->hash, 32);
+            }
         }
 
         x->list = prevlist;
@@ -603,6 +911,11 @@ jk_pv_rows(jk_pv_t *v, PGconn *pg, uint64_t *nrows, size_t *nwriters)
         jk_hex(sorted[i]->r.writer, 8, w);
         want = 0;
         said = 0;
+        fl = jk_floor_find(v, 'W', (const char *) sorted[i]->r.writer, 8);
+        if (fl) {
+            want = fl->next;
+            memcpy(cur, fl->hash, 32);
+        }
 
         for (size_t k = i; k < j; k++) {
             x = sorted[k];
@@ -780,6 +1093,7 @@ jk_pv_redis_check(jk_pv_t *v, jk_pv_redis_t *pr)
     size_t       i, k;
     uint64_t     rows;
     jk_hent_t  **all;
+    jk_floor_t  *f;
 
     all = jk_ht_sorted(&pr->t);
     if (all == NULL) {
@@ -796,6 +1110,11 @@ jk_pv_redis_check(jk_pv_t *v, jk_pv_redis_t *pr)
             {
                 rows = v->lists[i].rows;
             }
+        }
+
+        f = jk_floor_find(v, 'L', all[k]->key, all[k]->klen);
+        if (f && f->next > rows) {
+            rows = f->next;             /* all of it under retention */
         }
 
         if (all[k]->n > rows) {
@@ -820,18 +1139,8 @@ jk_claim_free(void *p)
 int
 jk_verify_public(const jk_opts_t *o)
 {
-    int         rc = JK_ERR, i, n;
-    size_t      nwriters = 0;
-    uint64_t    nrows = 0;
-    PGconn     *pg = NULL;
-    PGresult   *res = NULL;
-    jk_pv_t     v;
-    const char *s;
-    jk_pv_redis_t  pr;
-
-    memset(&v, 0, sizeof(v));
-    memset(&pr, 0, sizeof(pr));
-    v.origin = jk_origin(o);
+    int        rc;
+    EVP_PKEY  *pk;
 
     if (o->public_key == NULL) {
         return jk_usage_err("verify --postgres needs --public-key PEM (the"
@@ -844,16 +1153,61 @@ jk_verify_public(const jk_opts_t *o)
                             " no secret");
     }
 
+    pk = jk_pub_key_load(o->public_key);
+    if (pk == NULL) {
+        return JK_ERR;
+    }
+
+    rc = jk_verify_archive(o, pk, o->redis || (getenv("JUKI_REDIS")
+                                               && getenv("JUKI_REDIS")[0]),
+                           0);
+
+    EVP_PKEY_free(pk);
+
+    return rc;
+}
+
+
+/*
+ * The check of verify --public-key with the key pk (retention checks the
+ * archive with its signing key before it drops anything); use_redis:
+ * compare Redis's trimmed counters too; quiet: no "ok" line.
+ */
+
+int
+jk_verify_archive(const jk_opts_t *o, EVP_PKEY *pk, int use_redis,
+    int quiet)
+{
+    int         rc = JK_ERR, i, n;
+    size_t      nwriters = 0;
+    uint64_t    nrows = 0;
+    PGconn     *pg = NULL;
+    PGresult   *res = NULL;
+    jk_pv_t     v;
+    const char *s;
+    jk_pv_redis_t  pr;
+
+    memset(&v, 0, sizeof(v));
+    memset(&pr, 0, sizeof(pr));
+    v.origin = jk_origin(o);
+    v.pk = pk;
+
     if (jk_ht_init(&v.claims, 1024) != 0) {
+        return JK_ERR;
+    }
+
+    if (jk_ht_init(&v.floors, 64) != 0) {
+        jk_ht_free(&v.claims, NULL);
         return JK_ERR;
     }
 
     if (jk_ht_init(&pr.t, 64) != 0) {
         jk_ht_free(&v.claims, NULL);
+        jk_ht_free(&v.floors, NULL);
         return JK_ERR;
     }
 
-    if (o->redis || (getenv("JUKI_REDIS") && getenv("JUKI_REDIS")[0])) {
+    if (use_redis) {
         pr.c = jk_redis_connect(o);
         if (pr.c == NULL
             || jk_scan(pr.c, "juki:{*}:trimmed", "string", jk_pv_trimmed,
@@ -861,11 +1215,6 @@ jk_verify_public(const jk_opts_t *o)
         {
             goto done;
         }
-    }
-
-    v.pk = jk_pub_key_load(o->public_key);
-    if (v.pk == NULL) {
-        goto done;
     }
 
     pg = jk_pg_connect(o);
@@ -900,6 +1249,10 @@ jk_verify_public(const jk_opts_t *o)
         goto done;
     }
 
+    if (jk_pv_retention(&v, pg) != 0) {
+        goto done;
+    }
+
     if (jk_pv_rows(&v, pg, &nrows, &nwriters) != 0) {
         goto done;
     }
@@ -920,10 +1273,16 @@ jk_verify_public(const jk_opts_t *o)
         goto done;
     }
 
-    printf("ok: %llu archived records in %zu lists, %zu writers; %llu"
-           " signed checkpoints reproduced%s\n", (unsigned long long) nrows,
-           v.nlists, nwriters, (unsigned long long) v.nckpt,
-           pr.c ? "; Redis's trimmed counters covered" : "");
+    if (!quiet) {
+        printf("ok: %llu archived records in %zu lists, %zu writers; %llu"
+               " signed checkpoints reproduced%s", (unsigned long long) nrows,
+               v.nlists, nwriters, (unsigned long long) v.nckpt,
+               pr.c ? "; Redis's trimmed counters covered" : "");
+        if (v.nret) {
+            printf("; %llu retention records", (unsigned long long) v.nret);
+        }
+        printf("\n");
+    }
 
     rc = JK_OK;
 
@@ -935,9 +1294,9 @@ done:
         redisFree(pr.c);
     }
     jk_ht_free(&pr.t, NULL);
-    EVP_PKEY_free(v.pk);
     free(v.lists);
     jk_ht_free(&v.claims, jk_claim_free);
+    jk_ht_free(&v.floors, jk_claim_free);
 
     return rc;
 }
