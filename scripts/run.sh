@@ -5,6 +5,10 @@
 #   Redis         :6390  (scripts/redis.sh; AOF, appendfsync always)   RUN/redis/
 #   demo backend  :8081  (plain NGINX, invented records, conf/demo/)    RUN/backend/
 #   gateway       :8443  (NGINX + ngx_http_juki_module, mutual TLS)     RUN/gateway/
+#   PostgreSQL    :6391  (scripts/pg.sh; the archive)                   RUN/pg/
+#   archiver      jukictl archive --follow as juki-archiver, when jukictl is built
+#                 (pid RUN/archiver.pid, log RUN/logs/archiver.log; signing key
+#                 RUN/archive.key, Ed25519 PKCS#8, its public key RUN/archive.pub)
 # with a demo PKI (t/pki.sh → RUN/pki/) and an audit key (RUN/audit.key, mode 0600), Redis
 # under the ACL of conf/juki-users.acl.in (passwords in RUN/redis/secrets/, the gateway
 # as juki-gw) with the gateway's function library loaded, then
@@ -17,6 +21,7 @@
 #   JUKI_RUN_DIR       run dir            (default: ./run)
 #   NGINX              nginx binary       (default: nginx in PATH, else /usr/sbin/nginx)
 #   JUKI_GATEWAY_PORT  (8443)   JUKI_BACKEND_PORT (8081)   JUKI_REDIS_PORT (6390)
+#   JUKI_PG_PORT       (6391)
 #   JUKI_NODE          juki_node of the demo gateway (gw-demo-1)
 #   JUKI_NEW_PKI=1     regenerate the demo PKI even if RUN/pki exists
 # "./" is the repository root (the directory above scripts/). Stop with scripts/stop.sh.
@@ -40,10 +45,11 @@ run_dir=$(abspath "${JUKI_RUN_DIR:-run}")
 gw_port=${JUKI_GATEWAY_PORT:-8443}
 be_port=${JUKI_BACKEND_PORT:-8081}
 redis_port=${JUKI_REDIS_PORT:-6390}
+pg_port=${JUKI_PG_PORT:-6391}
 node=${JUKI_NODE:-gw-demo-1}
 nginx=${NGINX:-$(command -v nginx 2>/dev/null || printf '/usr/sbin/nginx')}
 
-for p in "$gw_port" "$be_port" "$redis_port"; do
+for p in "$gw_port" "$be_port" "$redis_port" "$pg_port"; do
     if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
         die "bad port number: $p"
     fi
@@ -61,8 +67,10 @@ for tool in openssl curl redis-server redis-cli sed awk; do
 done
 
 # A previous demo still running? Stop it first, so `make run` can be repeated.
-if [[ -f $run_dir/gateway/nginx.pid || -f $run_dir/backend/nginx.pid || -f $run_dir/redis/redis.pid ]]; then
-    JUKI_RUN_DIR=$run_dir JUKI_REDIS_PORT=$redis_port "$root/scripts/stop.sh" >/dev/null
+if [[ -f $run_dir/gateway/nginx.pid || -f $run_dir/backend/nginx.pid || -f $run_dir/redis/redis.pid ||
+    -f $run_dir/archiver.pid || -f $run_dir/pg/data/postmaster.pid ]]; then
+    JUKI_RUN_DIR=$run_dir JUKI_REDIS_PORT=$redis_port JUKI_PG_PORT=$pg_port \
+        "$root/scripts/stop.sh" >/dev/null
 fi
 
 mkdir -p -- "$run_dir"/{logs,redis,pki,gateway/temp,backend/temp}
@@ -163,7 +171,8 @@ awk -v fpfile="$pki/fingerprints.txt" '
 started=()
 cleanup_on_failure() {
     printf '%s: stopping what was started\n' "$prog" >&2
-    JUKI_RUN_DIR=$run_dir JUKI_REDIS_PORT=$redis_port "$root/scripts/stop.sh" >/dev/null 2>&1 || true
+    JUKI_RUN_DIR=$run_dir JUKI_REDIS_PORT=$redis_port JUKI_PG_PORT=$pg_port \
+        "$root/scripts/stop.sh" >/dev/null 2>&1 || true
 }
 
 start_nginx() { # NAME
@@ -199,6 +208,33 @@ start_nginx backend
 wait_port "demo backend" "$be_port"
 start_nginx gateway
 wait_port gateway "$gw_port"
+
+# --- the archive: PostgreSQL and the archiver ------------------------------------------------
+# The signing key is kept across runs, as the audit key: the archive's checkpoints are signed
+# with it.  PostgreSQL runs as postgres when this runs as root (scripts/pg.sh).
+archiving=0
+if [[ -x $jukictl ]]; then
+    dsn=$("$root/scripts/pg.sh" start "$run_dir/pg" "$pg_port") || {
+        cleanup_on_failure
+        die "PostgreSQL did not start (log: $run_dir/pg/postgres.log)"
+    }
+    sign_key=$run_dir/archive.key pub_key=$run_dir/archive.pub
+    if [[ ! -s $sign_key ]]; then
+        (umask 077 && openssl genpkey -algorithm ED25519 -out "$sign_key" 2>/dev/null) ||
+            { cleanup_on_failure; die "cannot create $sign_key"; }
+    fi
+    chmod 0600 -- "$sign_key"
+    openssl pkey -in "$sign_key" -pubout -out "$pub_key" 2>/dev/null ||
+        { cleanup_on_failure; die "cannot write $pub_key"; }
+    [[ -s $secrets/juki-archiver ]] || { cleanup_on_failure; die "no password of juki-archiver in $secrets"; }
+    JUKI_REDIS=127.0.0.1:$redis_port JUKI_AUDIT_KEY=$key JUKI_POSTGRES=$dsn \
+        nohup "$jukictl" archive --follow --signing-key "$sign_key" \
+        --checkpoint-file "$run_dir/archive.checkpoint" \
+        --user juki-archiver --password-file "$secrets/juki-archiver" \
+        </dev/null >>"$run_dir/logs/archiver.log" 2>&1 &
+    printf '%s\n' "$!" >"$run_dir/archiver.pid"
+    archiving=1
+fi
 
 # --- show and check ----------------------------------------------------------------------------
 # Quote an argument for pasting into a shell: bare when safe, else single-quoted.
@@ -254,6 +290,10 @@ juki-gateway demo is running (all on 127.0.0.1):
   PKI       $pki/   (fingerprints.txt lists the client certificates)
   audit key $key
 INFO
+if ((archiving)); then
+    printf '  archive   %s   (archiver pid %s, log %s)\n' "$dsn" "$(<"$run_dir/archiver.pid")" \
+        "$run_dir/logs/archiver.log"
+fi
 
 printf '\n--- allowed requests ---\n'
 check "pension-service looks up a resident for a pension benefit" 200 '"resident_code":"12345678901"' national \
@@ -311,6 +351,38 @@ if [[ -x $jukictl ]]; then
         failed=$((failed + 1))
     fi
     printf '  $ %s %s verify %s\n' "$env_line" "$(shq "$jukictl")" "$reader"
+    # the archive: the archiver (--follow, every second) must have moved the demo's records
+    # into PostgreSQL and signed a checkpoint that verifies with its public key alone
+    if ((archiving)); then
+        printf '\n--- archive ---\n'
+        n='' out=''
+        for ((i = 0; i < 100; i++)); do
+            if out=$(JUKI_POSTGRES=$dsn "$jukictl" verify --public-key "$pub_key" 2>&1) &&
+                [[ $out =~ ^ok:\ ([0-9]+)\ archived ]] && ((BASH_REMATCH[1] > 0)); then
+                n=${BASH_REMATCH[1]}
+                break
+            fi
+            alive_archiver=$(<"$run_dir/archiver.pid")
+            kill -0 "$alive_archiver" 2>/dev/null || break
+            sleep 0.1
+        done
+        printf '\n'
+        if [[ -n $n ]]; then
+            printf '✓ records archived in PostgreSQL: %s\n' "$n"
+            passed=$((passed + 1))
+            printf '✓ jukictl verify --public-key: a signed checkpoint reproduced\n'
+            passed=$((passed + 1))
+        else
+            printf '✗ records archived in PostgreSQL: none verified in 10s: %s\n' \
+                "$(head -n 3 <<<"$out")"
+            printf '  archiver log: %s\n' "$(tail -n 3 "$run_dir/logs/archiver.log" 2>/dev/null)"
+            failed=$((failed + 2))
+        fi
+        printf '  $ JUKI_POSTGRES=%s %s verify --public-key %s\n' "$(shq "$dsn")" \
+            "$(shq "$jukictl")" "$(shq "$pub_key")"
+        printf '  $ psql %s -c %s\n' "$(shq "$dsn")" \
+            "$(shq 'SELECT list, count(*) FROM juki_records GROUP BY list')"
+    fi
     cat <<JUKICTL
   more:
     $ $env_line $(shq "$jukictl") status $reader

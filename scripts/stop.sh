@@ -3,7 +3,8 @@
 # Idempotent: what is not running is skipped. Only processes named in the run dir's
 # pidfiles are signalled.
 #
-# Environment: JUKI_RUN_DIR (default: ./run), JUKI_REDIS_PORT (6390), as for scripts/run.sh.
+# Environment: JUKI_RUN_DIR (default: ./run), JUKI_REDIS_PORT (6390), JUKI_PG_PORT (6391),
+# as for scripts/run.sh.
 set -euo pipefail
 
 prog=scripts/stop.sh
@@ -11,6 +12,7 @@ root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 run_dir=${JUKI_RUN_DIR:-run}
 [[ $run_dir == /* ]] || run_dir=$root/$run_dir
 redis_port=${JUKI_REDIS_PORT:-6390}
+pg_port=${JUKI_PG_PORT:-6391}
 
 # shellcheck source=scripts/proc.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/proc.sh"
@@ -56,7 +58,45 @@ stop_nginx() { # NAME
     printf '%s: %s: stopped (pid %s)\n' "$prog" "$name" "$pid"
 }
 
+# the archiver first (SIGTERM: it finishes its batch), then what it talks to
+stop_archiver() {
+    local pidfile=$run_dir/archiver.pid pid comm
+    if [[ ! -f $pidfile ]]; then
+        printf '%s: archiver: not running\n' "$prog"
+        return 0
+    fi
+    pid=$(<"$pidfile")
+    if ! [[ $pid =~ ^[0-9]+$ ]] || ! alive "$pid"; then
+        rm -f -- "$pidfile"
+        printf '%s: archiver: not running (stale pidfile removed)\n' "$prog"
+        return 0
+    fi
+    comm=$(</proc/"$pid"/comm) 2>/dev/null || comm=''
+    if [[ $comm != jukictl* ]]; then
+        rm -f -- "$pidfile"
+        printf '%s: archiver: pid %s is not jukictl (%s); stale pidfile removed\n' "$prog" "$pid" "$comm"
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" 15; then
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 5 || {
+            printf '%s: archiver (pid %s) does not exit\n' "$prog" "$pid" >&2
+            return 1
+        }
+    fi
+    rm -f -- "$pidfile"
+    printf '%s: archiver: stopped (pid %s)\n' "$prog" "$pid"
+}
+
 rc=0
+stop_archiver || rc=1
+if [[ -f $run_dir/pg/data/postmaster.pid ]]; then
+    "$root/scripts/pg.sh" stop "$run_dir/pg" "$pg_port" || rc=1
+    printf '%s: postgresql: stopped\n' "$prog"
+else
+    printf '%s: postgresql: not running\n' "$prog"
+fi
 stop_nginx gateway || rc=1
 stop_nginx backend || rc=1
 if [[ -d $run_dir/redis ]]; then
